@@ -1,0 +1,1 @@
+"""The client: parsing, sessions, gRPC inference, detection decisions, alerts, CLI."""

@@ -1,0 +1,41 @@
+"""Alerts as JSON lines: what happened, where, and what the model expected instead."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from export.vocab import UNKNOWN, KeyVocabulary
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    key: int
+    name: str
+    template: str
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    session: str
+    position: int  # 0-based position of the key in its session (== session length for END)
+    line: int | None  # raw line number in the stream, None for the session's end
+    check: str  # which detector fired: "log_key"
+    reason: str  # "unknown_key" or "not_in_top_g"
+    actual: KeyRef
+    rank: int
+    expected: tuple[KeyRef, ...]
+    model: str
+    model_version: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def key_ref(vocabulary: KeyVocabulary, key: int, probability: float | None = None) -> KeyRef:
+    return KeyRef(key, vocabulary.name(key), vocabulary.template(key), probability)
+
+
+def key_reason(key: int) -> str:
+    return "unknown_key" if key == UNKNOWN else "not_in_top_g"

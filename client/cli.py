@@ -1,0 +1,98 @@
+"""Command line: ``python -m client <command>`` (also installed as ``logad``).
+
+Commands are thin: they parse arguments and call one function. Dispatch is a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from client.triton_client import InferenceError, ServerUnavailable
+from export.hdfs_data import DataMissing
+from server_config.launcher import ServerStartError
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from client.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(repository=args.repository, epochs=args.epochs))
+    return 0
+
+
+def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
+    from client.evaluate import evaluate_hdfs, write_report
+    from export.deeplog_keys import KeyModelConfig
+
+    config = KeyModelConfig(epochs=args.epochs, end_marker=not args.no_end_marker)
+    result = evaluate_hdfs(args.repository, config, args.data)
+    write_report(result, config, args.report, "make eval-hdfs")
+    print(args.report.read_text())
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from client.detection import open_key_model
+    from client.pipeline import detect_stream
+    from client.triton_client import TritonClient
+
+    triton = TritonClient(args.url)
+    model = open_key_model(triton, args.repository, args.version, load=not args.no_load)
+    with open(args.log, "rb") as f:
+        summary = detect_stream(
+            (line for line in f), model, lambda a: print(a.to_json(), flush=True)
+        )
+    print(
+        f"# {summary.parse.summary()}; {summary.sessions} sessions, "
+        f"{summary.abnormal_sessions} abnormal, {summary.alerts} alerts",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logad", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="end to end on an embedded workload")
+    demo.add_argument("--repository", type=Path, default=Path("model_repository"))
+    demo.add_argument("--epochs", type=int, default=12)
+
+    ev = sub.add_parser("evaluate-hdfs", help="DeepLog on ../shared/data/hdfs through Triton")
+    ev.add_argument("--repository", type=Path, default=Path("build/hdfs_eval/model_repository"))
+    ev.add_argument("--data", type=Path, default=None, help="folder holding hdfs/ (../shared/data)")
+    ev.add_argument("--epochs", type=int, default=30)
+    ev.add_argument("--no-end-marker", action="store_true", help="train without the END key")
+    ev.add_argument("--report", type=Path, default=Path("reports/hdfs_deeplog.md"))
+
+    detect = sub.add_parser("detect", help="stream a raw HDFS log file to a running server")
+    detect.add_argument("log", type=Path)
+    detect.add_argument("--url", default="127.0.0.1:8001")
+    detect.add_argument("--repository", type=Path, default=Path("model_repository"))
+    detect.add_argument("--version", type=int, default=None)
+    detect.add_argument("--no-load", action="store_true", help="the model is loaded already")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": cmd_demo,
+    "evaluate-hdfs": cmd_evaluate_hdfs,
+    "detect": cmd_detect,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (
+        ServerStartError,
+        ServerUnavailable,
+        InferenceError,
+        DataMissing,
+        FileNotFoundError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

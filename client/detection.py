@@ -1,0 +1,206 @@
+"""DeepLog's log-key check through Triton: a key is abnormal if it is unknown or not among the
+g likeliest next keys; a session is abnormal if any of its keys (or its end) is.
+
+Requests are pinned to one model version, and that version's vocabulary and (h, g) are used to
+build them, so a vocabulary is never paired with another version's model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from client.alerts import Alert, key_reason, key_ref
+from client.triton_client import TritonClient
+from export.publish import KeyModelMeta
+from export.repository import VersionMismatch
+from export.specs import DEEPLOG_KEYS
+from export.vocab import END, UNKNOWN
+from export.windows import WindowStream, session_windows
+
+
+@dataclass(frozen=True)
+class Step:
+    """One key to check: the window before it, in its session."""
+
+    session: str
+    position: int
+    window: tuple[int, ...]
+    key: int
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The model's answer for a batch of windows."""
+
+    rank: np.ndarray  # [n]
+    top_keys: np.ndarray  # [n, g]
+    top_probs: np.ndarray  # [n, g]
+    anomalous: np.ndarray  # [n] bool
+
+
+class KeyModel:
+    """One version of deeplog_keys served by Triton."""
+
+    def __init__(self, triton: TritonClient, meta: KeyModelMeta, max_batch: int = 4096) -> None:
+        self.triton = triton
+        self.meta = meta
+        self.max_batch = min(max_batch, DEEPLOG_KEYS.max_batch_size)
+
+    def score(self, windows: np.ndarray, next_keys: np.ndarray) -> Scores:
+        """Score many windows, in requests of up to ``max_batch`` windows each."""
+        if windows.ndim != 2 or windows.shape[1] != self.meta.window:
+            raise ValueError(f"windows must be [n, {self.meta.window}], got {windows.shape}")
+        parts = []
+        for i in range(0, len(windows), self.max_batch):
+            result = self.triton.infer(
+                DEEPLOG_KEYS.name,
+                {
+                    "WINDOWS": np.ascontiguousarray(windows[i : i + self.max_batch], np.int64),
+                    "NEXT_KEY": np.ascontiguousarray(
+                        next_keys[i : i + self.max_batch, None], np.int64
+                    ),
+                },
+                DEEPLOG_KEYS.output_names,
+                version=self.meta.version,
+            )
+            if result.model_version != str(self.meta.version):
+                raise VersionMismatch(
+                    f"asked {DEEPLOG_KEYS.name} v{self.meta.version}, "
+                    f"answered by v{result.model_version}"
+                )
+            parts.append(result.outputs)
+        if not parts:
+            g = self.meta.top_g
+            return Scores(
+                np.zeros(0, np.int64),
+                np.zeros((0, g), np.int64),
+                np.zeros((0, g), np.float32),
+                np.zeros(0, bool),
+            )
+        rank = np.concatenate([p["RANK"] for p in parts])[:, 0]
+        anomalous = (rank >= self.meta.top_g) | (next_keys == UNKNOWN)
+        return Scores(
+            rank,
+            np.concatenate([p["TOP_KEYS"] for p in parts]),
+            np.concatenate([p["TOP_PROBS"] for p in parts]),
+            anomalous,
+        )
+
+    def sessions_anomalous(self, sessions: Sequence[Sequence[int]]) -> np.ndarray:
+        """Verdict per complete key session (True = abnormal), all windows in large requests."""
+        h, end = self.meta.window, self.meta.end_marker
+        parts = [session_windows(s, h, end) for s in sessions]
+        lengths = np.array([len(p[1]) for p in parts])
+        if len(parts) == 0:
+            return np.zeros(0, bool)
+        windows = np.concatenate([p[0] for p in parts])
+        keys = np.concatenate([p[1] for p in parts])
+        flags = self.score(windows, keys).anomalous
+        owners = np.repeat(np.arange(len(parts)), lengths)
+        return np.bincount(owners, weights=flags, minlength=len(parts)) > 0
+
+
+@dataclass
+class SessionState:
+    stream: WindowStream
+    anomalies: int = 0
+    first_anomaly: int | None = None
+
+
+@dataclass
+class StreamingDetector:
+    """Checks each key as its line arrives, batching windows across sessions into one request."""
+
+    model: KeyModel
+    batch_windows: int = 1024
+    sessions: dict[str, SessionState] = field(default_factory=dict)
+    closed: dict[str, SessionState] = field(default_factory=dict)
+    pending: list[Step] = field(default_factory=list)
+    windows_checked: int = 0
+
+    def push(self, session: str, key: int, line: int | None = None) -> list[Alert]:
+        state = self.sessions.get(session)
+        if state is None:
+            state = self.sessions[session] = SessionState(WindowStream(self.model.meta.window))
+        window, position = state.stream.push(key)
+        self.pending.append(Step(session, position, window, key, line))
+        return self.flush() if len(self.pending) >= self.batch_windows else []
+
+    def close(self, session: str) -> list[Alert]:
+        """The session is over: check its end (if the model learnt session ends)."""
+        state = self.sessions.pop(session)
+        self.closed[session] = state
+        if self.model.meta.end_marker:
+            window, position = state.stream.close()
+            self.pending.append(Step(session, position, window, END))
+        return self.flush() if len(self.pending) >= self.batch_windows else []
+
+    def close_all(self) -> list[Alert]:
+        alerts = []
+        for session in list(self.sessions):
+            alerts += self.close(session)
+        return alerts + self.flush()
+
+    def flush(self) -> list[Alert]:
+        steps, self.pending = self.pending, []
+        if not steps:
+            return []
+        windows = np.array([s.window for s in steps], dtype=np.int64)
+        keys = np.array([s.key for s in steps], dtype=np.int64)
+        scores = self.model.score(windows, keys)
+        self.windows_checked += len(steps)
+        alerts = []
+        for i in np.flatnonzero(scores.anomalous):
+            step = steps[i]
+            state = self.sessions.get(step.session) or self.closed[step.session]
+            state.anomalies += 1
+            if state.first_anomaly is None:
+                state.first_anomaly = step.position
+            alerts.append(self._alert(step, scores, i))
+        return alerts
+
+    def _alert(self, step: Step, scores: Scores, i: int) -> Alert:
+        vocab = self.model.meta.vocabulary
+        return Alert(
+            session=step.session,
+            position=step.position,
+            line=step.line,
+            check="log_key",
+            reason=key_reason(step.key),
+            actual=key_ref(vocab, step.key),
+            rank=int(scores.rank[i]),
+            expected=tuple(
+                key_ref(vocab, int(k), round(float(p), 4))
+                for k, p in zip(scores.top_keys[i], scores.top_probs[i], strict=True)
+            ),
+            model=DEEPLOG_KEYS.name,
+            model_version=self.model.meta.version,
+        )
+
+    def verdicts(self) -> dict[str, bool]:
+        """Session id -> abnormal, for every session seen so far."""
+        states = {**self.closed, **self.sessions}
+        return {s: st.anomalies > 0 for s, st in states.items()}
+
+
+def open_key_model(
+    triton: TritonClient, repository: Path, version: int | None = None, load: bool = True
+) -> KeyModel:
+    """Ask the server to load deeplog_keys, then bind to a ready version and its metadata.
+
+    Without ``version``, the newest ready version is used.
+    """
+    if load:
+        triton.load_model(DEEPLOG_KEYS.name)
+    ready = triton.ready_versions(DEEPLOG_KEYS.name)
+    if not ready:
+        raise RuntimeError(f"{DEEPLOG_KEYS.name} has no ready version on {triton.url}")
+    chosen = ready[-1] if version is None else version
+    if chosen not in ready:
+        raise VersionMismatch(f"{DEEPLOG_KEYS.name} v{chosen} is not ready (ready: {ready})")
+    return KeyModel(triton, KeyModelMeta.load(repository, chosen))

@@ -1,0 +1,121 @@
+"""The one wrapper around tritonclient's gRPC client.
+
+An outage is retried with backoff and, if it outlasts the retry budget, raised as
+ServerUnavailable: a request is never silently dropped. Other server errors (bad input, unknown
+model) are raised at once as InferenceError.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+RETRYABLE = {
+    "StatusCode.UNAVAILABLE",
+    "StatusCode.DEADLINE_EXCEEDED",
+    "StatusCode.RESOURCE_EXHAUSTED",
+}
+
+
+class ServerUnavailable(RuntimeError):
+    """The server did not answer within the retry budget."""
+
+
+class InferenceError(RuntimeError):
+    """The server answered with an error that retrying will not fix."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    first_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+
+    def delays(self) -> list[float]:
+        return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts - 1)]
+
+
+@dataclass(frozen=True)
+class InferResult:
+    outputs: dict[str, np.ndarray]
+    model_version: str
+
+
+class TritonClient:
+    def __init__(self, url: str, retry: RetryPolicy | None = None, timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.retry = retry or RetryPolicy()
+        self.timeout_s = timeout_s
+        self._client = grpcclient.InferenceServerClient(url=url)
+        self.retries = 0  # how many times a call was retried, for reporting
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        last: Exception | None = None
+        for delay in [*self.retry.delays(), None]:
+            try:
+                return fn(*args, **kwargs)
+            except InferenceServerException as exc:
+                if str(exc.status()) not in RETRYABLE:
+                    raise InferenceError(f"{what}: {exc.message()}") from exc
+                last = exc
+            if delay is not None:
+                self.retries += 1
+                time.sleep(delay)
+        raise ServerUnavailable(
+            f"{what}: Triton at {self.url} unavailable after {self.retry.attempts} attempts: {last}"
+        )
+
+    def is_ready(self) -> bool:
+        try:
+            return self._client.is_server_ready()
+        except InferenceServerException:
+            return False
+
+    def load_model(self, model: str) -> None:
+        self._call(f"load {model}", self._client.load_model, model)
+
+    def unload_model(self, model: str) -> None:
+        self._call(f"unload {model}", self._client.unload_model, model)
+
+    def ready_versions(self, model: str) -> list[int]:
+        """Versions of ``model`` the server has loaded and ready, ascending."""
+        index = self._call("repository index", self._client.get_model_repository_index)
+        return sorted(
+            int(m.version)
+            for m in index.models
+            if m.name == model and m.state == "READY" and m.version
+        )
+
+    def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        version: int | None = None,
+    ) -> InferResult:
+        """One request; ``version`` pins it, so the answer comes from that version or not at all."""
+        tensors = []
+        for name, array in inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        result = self._call(
+            f"infer {model}",
+            self._client.infer,
+            model,
+            tensors,
+            model_version="" if version is None else str(version),
+            outputs=requested,
+            client_timeout=self.timeout_s,
+        )
+        response = result.get_response()
+        return InferResult({n: result.as_numpy(n) for n in outputs}, response.model_version)
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,219 @@
+"""An HDFS-like workload with known truth, so the demo and tests need no outside data.
+
+Each block goes through a life cycle modelled on real HDFS logs (allocate, receive on each
+replica, packet responders, stored in the block map, optional reads and verification, deletion).
+Blocks' events are merged by time, so sessions interleave as in a real log. A chosen fraction of
+blocks gets one injected anomaly; ``truth`` says which and of what type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+BLOCK_SIZE = 67108864
+ANOMALY_TYPES = (
+    "write_exception",  # a replica's write fails: exception lines never seen in normal data
+    "truncated",  # the block's life stops after data was received: nothing stored
+    "redundant_store",  # the block map is updated twice for one replica
+    "delete_before_store",  # the block is deleted before its replicas were stored (order)
+    "replication_timeout",  # replication times out and is re-asked
+)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    blocks: int = 1000
+    anomaly_rate: float = 0.05
+    seed: int = 0
+    malformed_lines: int = 0  # garbage lines mixed in (empty, binary, invalid UTF-8, 1 MB long)
+    start: datetime = datetime(2008, 11, 9, 20, 36, 15)
+
+
+@dataclass
+class Workload:
+    lines: list[bytes]
+    truth: dict[str, str | None] = field(default_factory=dict)  # block id -> anomaly type
+
+    @property
+    def anomalous_blocks(self) -> set[str]:
+        return {b for b, kind in self.truth.items() if kind}
+
+
+def _ip(rng: np.random.Generator) -> str:
+    return f"10.251.{rng.integers(0, 256)}.{rng.integers(1, 255)}"
+
+
+def _line(when: datetime, pid: int, level: str, component: str, content: str) -> str:
+    return f"{when:%y%m%d %H%M%S} {pid} {level} {component}: {content}"
+
+
+def _block_events(
+    rng: np.random.Generator, block: str, start: float, anomaly: str | None
+) -> list[tuple[float, str, str, str]]:
+    """(seconds, level, component, content) of one block's life."""
+    replicas = 3 if rng.random() < 0.9 else 2
+    nodes = [_ip(rng) for _ in range(replicas)]
+    client = _ip(rng)
+    task = rng.integers(0, 2000)
+    t = start
+    events: list[tuple[float, str, str, str]] = []
+
+    def add(dt: float, level: str, component: str, content: str) -> None:
+        nonlocal t
+        t += dt
+        events.append((t, level, component, content))
+
+    allocate = (
+        f"BLOCK* NameSystem.allocateBlock: /user/root/rand/_temporary/"
+        f"_task_200811092030_0001_m_{task:06d}_0/part-{task:05d}. {block}"
+    )
+    allocate_first = rng.random() < 0.5
+    if allocate_first:
+        add(0.0, "INFO", "dfs.FSNamesystem", allocate)
+    for node in nodes:
+        add(
+            rng.exponential(0.3),
+            "INFO",
+            "dfs.DataNode$DataXceiver",
+            f"Receiving block {block} src: /{client}:{rng.integers(30000, 60000)} "
+            f"dest: /{node}:50010",
+        )
+    if not allocate_first:
+        add(rng.exponential(0.3), "INFO", "dfs.FSNamesystem", allocate)
+    if anomaly == "truncated":
+        return events
+    if anomaly == "delete_before_store":
+        add(
+            rng.exponential(1.0),
+            "INFO",
+            "dfs.FSNamesystem",
+            f"BLOCK* NameSystem.delete: {block} is added to invalidSet of {nodes[0]}:50010",
+        )
+    failed = replicas - 1 if anomaly == "write_exception" else None
+    transfer = rng.gamma(4.0, 2.0)  # seconds to write one block
+    for i, node in enumerate(nodes):
+        if i == failed:
+            add(
+                transfer,
+                "INFO",
+                "dfs.DataNode$DataXceiver",
+                f"writeBlock {block} received exception java.io.IOException: "
+                "Connection reset by peer",
+            )
+            add(
+                rng.exponential(0.2),
+                "INFO",
+                "dfs.DataNode$PacketResponder",
+                f"PacketResponder {i} for block {block} Interrupted.",
+            )
+            continue
+        add(
+            transfer if i == 0 else rng.exponential(0.2),
+            "INFO",
+            "dfs.DataNode$PacketResponder",
+            f"PacketResponder {replicas - 1 - i} for block {block} terminating",
+        )
+        add(
+            rng.exponential(0.05),
+            "INFO",
+            "dfs.DataNode$PacketResponder",
+            f"Received block {block} of size {BLOCK_SIZE} from /{client}",
+        )
+        add(
+            rng.exponential(0.1),
+            "INFO",
+            "dfs.FSNamesystem",
+            f"BLOCK* NameSystem.addStoredBlock: blockMap updated: {node}:50010 "
+            f"is added to {block} size {BLOCK_SIZE}",
+        )
+        if anomaly == "redundant_store" and i == 0:
+            add(
+                rng.exponential(0.1),
+                "INFO",
+                "dfs.FSNamesystem",
+                f"BLOCK* NameSystem.addStoredBlock: blockMap updated: {node}:50010 "
+                f"is added to {block} size {BLOCK_SIZE}",
+            )
+    if anomaly == "replication_timeout":
+        add(
+            rng.exponential(300.0),
+            "WARN",
+            "dfs.PendingReplicationMonitor",
+            f"PendingReplicationMonitor timed out block {block}",
+        )
+        add(
+            rng.exponential(2.0),
+            "INFO",
+            "dfs.FSNamesystem",
+            f"BLOCK* ask {nodes[0]}:50010 to replicate {block} to datanode(s) {_ip(rng)}:50010",
+        )
+    for _ in range(rng.poisson(0.6)):
+        add(
+            rng.exponential(120.0),
+            "INFO",
+            "dfs.DataNode$DataXceiver",
+            f"{rng.choice(nodes)}:50010 Served block {block} to /{_ip(rng)}",
+        )
+    if rng.random() < 0.3:
+        add(
+            rng.exponential(600.0),
+            "INFO",
+            "dfs.DataBlockScanner",
+            f"Verification succeeded for {block}",
+        )
+    if rng.random() < 0.7 and anomaly != "delete_before_store":
+        t += rng.exponential(900.0)
+        for node in nodes:
+            add(
+                rng.exponential(0.5),
+                "INFO",
+                "dfs.FSNamesystem",
+                f"BLOCK* NameSystem.delete: {block} is added to invalidSet of {node}:50010",
+            )
+        for _ in nodes:
+            add(
+                rng.exponential(2.0),
+                "INFO",
+                "dfs.FSDataset",
+                f"Deleting block {block} file /mnt/hadoop/dfs/data/current/"
+                f"subdir{rng.integers(0, 64)}/{block}",
+            )
+    return events
+
+
+def _malformed(rng: np.random.Generator, count: int) -> list[bytes]:
+    kinds = [
+        b"",
+        bytes(rng.integers(0, 256, 64, dtype=np.uint8)),
+        b"081109 203615 \xff\xfe bad",
+        b"x" * (1024 * 1024),
+    ]
+    return [kinds[i % len(kinds)] for i in range(count)]
+
+
+def generate_workload(config: WorkloadConfig) -> Workload:
+    """Raw HDFS-like lines (bytes, no newline) and the truth for every block."""
+    rng = np.random.default_rng(config.seed)
+    events: list[tuple[float, int, str, str, str]] = []
+    truth: dict[str, str | None] = {}
+    span = config.blocks * 2.0  # one new block every two seconds on average
+    for _ in range(config.blocks):
+        block = f"blk_{int(rng.integers(-(2**62), 2**62))}"
+        anomaly = str(rng.choice(ANOMALY_TYPES)) if rng.random() < config.anomaly_rate else None
+        truth[block] = anomaly
+        pid = int(rng.integers(10, 30000))
+        for t, level, component, content in _block_events(
+            rng, block, rng.uniform(0, span), anomaly
+        ):
+            events.append((t, pid, level, component, content))
+    events.sort(key=lambda e: e[0])
+    lines = [
+        _line(config.start + timedelta(seconds=t), pid, level, comp, content).encode()
+        for t, pid, level, comp, content in events
+    ]
+    for garbage in _malformed(rng, config.malformed_lines):
+        lines.insert(int(rng.integers(0, len(lines) + 1)), garbage)
+    return Workload(lines=lines, truth=truth)

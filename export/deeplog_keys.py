@@ -1,0 +1,118 @@
+"""DeepLog's log-key model (Du et al., CCS'17): an LSTM that predicts the next log key.
+
+A key is normal if it is among the g likeliest predictions given the h keys before it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from export.windows import windows_of_sessions
+
+
+@dataclass(frozen=True)
+class KeyModelConfig:
+    """The paper's defaults: h=10, g=9, two LSTM layers of 64 units."""
+
+    window: int = 10  # h
+    top_g: int = 9  # g
+    hidden: int = 64
+    layers: int = 2
+    embedding: int = 32
+    end_marker: bool = True
+    epochs: int = 30
+    batch_size: int = 512
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+class KeyLSTM(nn.Module):
+    """Window of keys -> logits over the whole key vocabulary."""
+
+    def __init__(self, vocab_size: int, config: KeyModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, config.embedding)
+        self.lstm = nn.LSTM(config.embedding, config.hidden, config.layers, batch_first=True)
+        self.head = nn.Linear(config.hidden, vocab_size)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embed(windows))
+        return self.head(out[:, -1, :])
+
+
+class KeyModelServing(nn.Module):
+    """What is exported: the decision's inputs in, only what the decision needs out.
+
+    The client never pulls a full probability vector: it gets the actual key's rank and the
+    top-g keys with their probabilities.
+    """
+
+    def __init__(self, model: KeyLSTM, top_g: int) -> None:
+        super().__init__()
+        self.model = model
+        self.top_g = top_g
+
+    def forward(
+        self, windows: torch.Tensor, next_key: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.model(windows)
+        actual = logits.gather(1, next_key)
+        rank = (logits > actual).sum(dim=1, keepdim=True)
+        top = torch.topk(torch.softmax(logits, dim=1), self.top_g, dim=1)
+        return rank, top.indices, top.values
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    windows: int
+    epochs: int
+    final_loss: float
+    seconds: float
+
+
+def train_key_model(
+    sessions: list[list[int]],
+    vocab_size: int,
+    config: KeyModelConfig,
+    progress: bool = True,
+) -> tuple[KeyLSTM, TrainingReport]:
+    """Train on normal sessions only (DeepLog learns what normal looks like)."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    x, y = windows_of_sessions(sessions, config.window, config.end_marker)
+    if len(x) == 0:
+        raise ValueError("no training windows: the training data has no sessions")
+    model = KeyLSTM(vocab_size, config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    start = time.perf_counter()
+    loss_value = float("nan")
+    bar = tqdm(range(config.epochs), desc="train deeplog_keys", unit="epoch", disable=not progress)
+    model.train()
+    for _ in bar:
+        order = torch.from_numpy(rng.permutation(len(xt)))
+        total, batches = 0.0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            optimiser.zero_grad()
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+            batches += 1
+        loss_value = total / batches
+        bar.set_postfix(loss=f"{loss_value:.4f}", windows=len(xt))
+    model.eval()
+    report = TrainingReport(len(xt), config.epochs, loss_value, time.perf_counter() - start)
+    return model, report
+
+
+def config_to_json(config: KeyModelConfig) -> dict:
+    return asdict(config)

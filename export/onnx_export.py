@@ -1,0 +1,99 @@
+"""ONNX export driven by a ModelSpec, and the check that ONNX Runtime agrees with PyTorch."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from export.io_spec import ModelSpec
+
+
+class ParityError(RuntimeError):
+    """The exported model does not compute what the PyTorch model computes."""
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    name: str
+    max_abs_diff: float  # float outputs
+    mismatch_fraction: float  # integer outputs
+
+
+def export_onnx(
+    module: torch.nn.Module, spec: ModelSpec, example: dict[str, torch.Tensor], path: Path
+) -> Path:
+    """Export ``module`` with the spec's tensor names, batch axis and dynamic axes."""
+    batch = torch.export.Dim("batch", min=1, max=max(spec.max_batch_size, 2))
+    named: dict[str, torch.export.Dim] = {}
+    dynamic_shapes = []
+    for tensor in spec.inputs:
+        axes = {0: batch} if spec.max_batch_size > 0 else {}
+        dyn = iter(tensor.dynamic_names)
+        for i, dim in enumerate(tensor.dims):
+            if dim == -1:
+                axis_name = next(dyn)
+                axes[i + 1] = named.setdefault(axis_name, torch.export.Dim(axis_name, min=1))
+        dynamic_shapes.append(axes)
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        torch.onnx.export(
+            module,
+            tuple(example[name] for name in spec.input_names),
+            str(path),
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_shapes=tuple(dynamic_shapes),
+            opset_version=spec.opset,
+            dynamo=True,
+            verbose=False,
+            external_data=False,
+        )
+    onnx.checker.check_model(str(path))
+    names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+    if names != spec.output_names:
+        raise ParityError(f"exported outputs {names} differ from the spec's {spec.output_names}")
+    return path
+
+
+def check_parity(
+    module: torch.nn.Module, spec: ModelSpec, probe: dict[str, np.ndarray], path: Path
+) -> list[OutputParity]:
+    """Run PyTorch and ONNX Runtime on the same probe inputs; raise ParityError if they differ."""
+    with torch.no_grad():
+        expected = module(*(torch.from_numpy(probe[n]) for n in spec.input_names))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actual = session.run(spec.output_names, {n: probe[n] for n in spec.input_names})
+    return compare_outputs(spec, [t.numpy() for t in expected], actual)
+
+
+def compare_outputs(
+    spec: ModelSpec, expected: list[np.ndarray], actual: list[np.ndarray]
+) -> list[OutputParity]:
+    """Compare two runtimes' outputs under the spec's tolerances."""
+    results = []
+    for tensor, want, got in zip(spec.outputs, expected, actual, strict=True):
+        if want.shape != got.shape:
+            raise ParityError(f"{tensor.name}: shape {got.shape}, expected {want.shape}")
+        if np.issubdtype(want.dtype, np.floating):
+            diff = float(np.max(np.abs(want - got))) if want.size else 0.0
+            if not np.allclose(want, got, atol=spec.atol, rtol=spec.rtol):
+                raise ParityError(f"{tensor.name}: max |diff| {diff:.2e} above atol {spec.atol}")
+            results.append(OutputParity(tensor.name, diff, 0.0))
+        else:
+            mismatch = float(np.mean(want != got)) if want.size else 0.0
+            if mismatch > spec.max_int_mismatch:
+                raise ParityError(
+                    f"{tensor.name}: {mismatch:.2%} of values differ "
+                    f"(allowed {spec.max_int_mismatch:.2%})"
+                )
+            results.append(OutputParity(tensor.name, 0.0, mismatch))
+    return results

@@ -1,0 +1,135 @@
+"""The Triton repository writer: config.pbtxt from the spec, version folders written atomically.
+
+A version folder is assembled in a hidden staging folder beside the others (Triton ignores
+folders whose name is not a number), validated, then renamed into place in one step, so the
+server never sees half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.io_spec import ModelSpec, TensorSpec
+
+CONFIG_FILE = "config.pbtxt"
+META_FILE = "meta.json"
+
+
+class ConfigError(ValueError):
+    """A config.pbtxt that Triton would refuse."""
+
+
+def _tensor(msg: Any, tensor: TensorSpec) -> None:
+    msg.name = tensor.name
+    msg.data_type = mc.DataType.Value(tensor.triton_dtype)
+    msg.dims.extend(tensor.dims)
+
+
+def model_config(spec: ModelSpec) -> mc.ModelConfig:
+    """The model's Triton config as a protobuf message (no text templating, so no typos)."""
+    config = mc.ModelConfig(name=spec.name, backend=spec.backend)
+    config.max_batch_size = spec.max_batch_size
+    config.default_model_filename = spec.default_model_filename
+    for tensor in spec.inputs:
+        _tensor(config.input.add(), tensor)
+    for tensor in spec.outputs:
+        _tensor(config.output.add(), tensor)
+    if spec.max_batch_size > 0:
+        config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
+    config.version_policy.latest.num_versions = spec.num_versions
+    for key, value in spec.parameters.items():
+        config.parameters[key].string_value = value
+    # instance_group is left to the deployment: GPU where present, CPU otherwise.
+    return config
+
+
+def config_text(spec: ModelSpec) -> str:
+    header = (
+        f"# Written by export/repository.py from export/specs.py ({spec.name}); edit the spec.\n"
+    )
+    return header + text_format.MessageToString(model_config(spec))
+
+
+def parse_config(text: str) -> mc.ModelConfig:
+    """Parse a config.pbtxt as Triton would; raise ConfigError on anything it would refuse."""
+    try:
+        return text_format.Parse(text, mc.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ConfigError(f"invalid config.pbtxt: {exc}") from exc
+
+
+def write_config(repository: Path, spec: ModelSpec) -> Path:
+    path = repository / spec.name / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = config_text(spec)
+    if parse_config(text) != model_config(spec):
+        raise ConfigError(f"{path}: config does not survive a round trip through text_format")
+    path.write_text(text)
+    return path
+
+
+def versions(repository: Path, model: str) -> list[int]:
+    """Version numbers present in the repository for ``model``, ascending."""
+    folder = repository / model
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def write_version(
+    repository: Path,
+    spec: ModelSpec,
+    fill: Callable[[Path, int], dict[str, Any]],
+    keep: int = 2,
+) -> int:
+    """Write the next version of ``spec.name``.
+
+    ``fill(staging_dir, version)`` writes the model files, checks them (export parity) and returns
+    the metadata that travels with the version. Only when it returns is the folder renamed into
+    place; on any error the staging folder is removed and the repository is as it was.
+    Older versions beyond ``keep`` are removed.
+    """
+    write_config(repository, spec)
+    version = max(versions(repository, spec.name), default=0) + 1
+    staging = repository / spec.name / f".staging-{version}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        meta = fill(staging, version)
+        meta = {"model": spec.name, "version": version, **meta}
+        (staging / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        missing = [f for f in [spec.default_model_filename] if not (staging / f).exists()]
+        if missing:
+            raise FileNotFoundError(f"export wrote no {missing} into {staging}")
+        os.rename(staging, repository / spec.name / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in versions(repository, spec.name)[:-keep] if keep > 0 else []:
+        shutil.rmtree(repository / spec.name / str(old), ignore_errors=True)
+    return version
+
+
+def read_meta(repository: Path, model: str, version: int) -> dict[str, Any]:
+    """The metadata written with one version; checks it really belongs to that version."""
+    path = repository / model / str(version) / META_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: version {version} of {model} has no metadata")
+    meta = json.loads(path.read_text())
+    if meta.get("model") != model or meta.get("version") != version:
+        raise VersionMismatch(
+            f"{path} describes {meta.get('model')} v{meta.get('version')}, not {model} v{version}"
+        )
+    return meta
+
+
+class VersionMismatch(RuntimeError):
+    """Metadata (vocabulary, thresholds) paired with a model version it does not belong to."""

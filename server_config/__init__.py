@@ -1,0 +1,4 @@
+"""How Triton is started and deployed: the launcher and the Python-based backend shims.
+
+Imports neither ``export`` nor ``client``.
+"""
