@@ -24,13 +24,26 @@ class Alert:
     check: str  # which detector fired: "log_key"
     reason: str  # "unknown_key" or "not_in_top_g"
     actual: KeyRef
-    rank: int
+    rank: int  # how many keys the model found likelier than the actual one (0 = its top pick)
     expected: tuple[KeyRef, ...]
     model: str
     model_version: int
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
+
+    def headline(self, shown: int = 3) -> str:
+        """One line for a terminal; the JSON form carries everything."""
+        where = f"line {self.line}" if self.line is not None else "session end"
+        expected = ", ".join(
+            f"{ref.name} {ref.probability:.2f}" if ref.probability is not None else ref.name
+            for ref in self.expected[:shown]
+        )
+        return (
+            f"{self.session} key #{self.position} ({where}): {self.reason} "
+            f"{self.actual.name} '{self.actual.template}' ({self.rank} keys likelier); "
+            f"expected {expected}, ..."
+        )
 
 
 def key_ref(vocabulary: KeyVocabulary, key: int, probability: float | None = None) -> KeyRef:

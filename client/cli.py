@@ -23,12 +23,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
-    from client.evaluate import evaluate_hdfs, write_report
-    from export.deeplog_keys import KeyModelConfig
+    from dataclasses import replace
 
-    config = KeyModelConfig(epochs=args.epochs, end_marker=not args.no_end_marker)
-    result = evaluate_hdfs(args.repository, config, args.data)
-    write_report(result, config, args.report, "make eval-hdfs")
+    from client.evaluate import VARIANTS, evaluate_hdfs, write_report
+
+    results = {}
+    for label, variant in VARIANTS.items():
+        config = replace(variant, epochs=args.epochs, end_marker=not args.no_end_marker)
+        print(f"== {label}", flush=True)
+        results[label] = (config, evaluate_hdfs(args.repository, config, args.data))
+    write_report(results, args.report, "make eval-hdfs")
     print(args.report.read_text())
     return 0
 

@@ -31,6 +31,9 @@ class DemoConfig:
     test_blocks: int = 800
     anomaly_rate: float = 0.05
     epochs: int = 12
+    # The paper's g=9 is for HDFS's 29 keys; this workload has 13 templates plus 3 markers, so
+    # g=9 would accept more than half of all keys: g is calibrated on held-out normal blocks.
+    top_g: int | None = None
     alerts_shown: int = 5
     seed: int = 7
 
@@ -61,7 +64,7 @@ def run_demo(config: DemoConfig) -> dict:
         f"{len(vocabulary.names)} templates mined from {stats.parsed} lines, "
         f"{len(sessions)} sessions"
     )
-    model_config = KeyModelConfig(epochs=config.epochs, seed=config.seed)
+    model_config = KeyModelConfig(top_g=config.top_g, epochs=config.epochs, seed=config.seed)
 
     _step("3/5 training DeepLog's key model, exporting it to ONNX into the Triton repository")
     version = train_and_publish(
@@ -94,7 +97,7 @@ def run_demo(config: DemoConfig) -> dict:
                 out.write(alert.to_json() + "\n")
                 if shown < config.alerts_shown:
                     shown += 1
-                    tqdm.write("ALERT " + alert.to_json())
+                    tqdm.write("ALERT " + alert.headline())
 
             summary = detect_stream(test.lines, model, on_alert, progress=bar.update)
         triton.close()

@@ -174,20 +174,27 @@ class LogParser:
         return found
 
     def _match(self, tokens: list[str]) -> int | None:
-        """Best template for the line: exact match when frozen, Drain similarity when learning."""
+        """Best template for the line: exact match when frozen, Drain similarity when learning.
+
+        A template matches exactly when every constant token agrees (wildcards match anything).
+        When learning, a line that matches no template exactly joins the template sharing the
+        most constant tokens with it, if that share reaches ``similarity``; as in Drain, a
+        wildcard counts for nothing there, so two templates never merge on wildcards alone.
+        """
+        n = max(len(tokens), 1)
         best, best_score, best_wild = None, -1.0, 0
         for template_id in self._candidates(tokens):
             template = self._templates[template_id]
-            same = sum(1 for a, b in zip(template, tokens, strict=True) if a in (b, WILDCARD))
-            score = same / max(len(tokens), 1)
             wild = template.count(WILDCARD)
+            same = sum(1 for a, b in zip(template, tokens, strict=True) if a == b and a != WILDCARD)
+            if same + wild == len(tokens) and all(
+                a in (b, WILDCARD) for a, b in zip(template, tokens, strict=True)
+            ):
+                return template_id
+            score = same / n
             if score > best_score or (score == best_score and wild < best_wild):
                 best, best_score, best_wild = template_id, score, wild
-        if best is None:
-            return None
-        if best_score == 1.0:
-            return best
-        if self.learn and best_score >= self.similarity:
+        if best is not None and self.learn and best_score >= self.similarity:
             self._merge(best, tokens)
             return best
         return None

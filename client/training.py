@@ -58,5 +58,5 @@ def train_and_publish(
         **asdict(report),
     }
     return publish_key_model(
-        model, config, vocabulary, repository, windows[probe], keys[probe], training
+        model, config, report.top_g, vocabulary, repository, windows[probe], keys[probe], training
     )

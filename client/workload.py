@@ -150,13 +150,23 @@ def _block_events(
             "dfs.FSNamesystem",
             f"BLOCK* ask {nodes[0]}:50010 to replicate {block} to datanode(s) {_ip(rng)}:50010",
         )
+    if anomaly is None and rng.random() < 0.1:
+        _re_replicate(rng, block, nodes, add)
     for _ in range(rng.poisson(0.6)):
+        reader = _ip(rng)
         add(
             rng.exponential(120.0),
             "INFO",
             "dfs.DataNode$DataXceiver",
-            f"{rng.choice(nodes)}:50010 Served block {block} to /{_ip(rng)}",
+            f"{rng.choice(nodes)}:50010 Served block {block} to /{reader}",
         )
+        if rng.random() < 0.1:  # readers that go away mid-transfer are routine in HDFS
+            add(
+                rng.exponential(0.5),
+                "WARN",
+                "dfs.DataNode$DataXceiver",
+                f"{rng.choice(nodes)}:50010:Got exception while serving {block} to /{reader}:",
+            )
     if rng.random() < 0.3:
         add(
             rng.exponential(600.0),
@@ -182,6 +192,50 @@ def _block_events(
                 f"subdir{rng.integers(0, 64)}/{block}",
             )
     return events
+
+
+def _re_replicate(rng: np.random.Generator, block: str, nodes: list[str], add) -> None:
+    """A normal path: the namenode asks a datanode to copy the block to a new one."""
+    source, target = nodes[0], _ip(rng)
+    add(
+        rng.exponential(60.0),
+        "INFO",
+        "dfs.FSNamesystem",
+        f"BLOCK* ask {source}:50010 to replicate {block} to datanode(s) {target}:50010",
+    )
+    add(
+        rng.exponential(1.0),
+        "INFO",
+        "dfs.DataNode",
+        f"{source}:50010 Starting thread to transfer block {block} to {target}:50010",
+    )
+    add(
+        rng.exponential(0.2),
+        "INFO",
+        "dfs.DataNode$DataXceiver",
+        f"Receiving block {block} src: /{source}:{rng.integers(30000, 60000)} "
+        f"dest: /{target}:50010",
+    )
+    add(
+        rng.exponential(2.0),
+        "INFO",
+        "dfs.DataNode$DataXceiver",
+        f"Received block {block} src: /{source}:{rng.integers(30000, 60000)} "
+        f"dest: /{target}:50010 of size {BLOCK_SIZE}",
+    )
+    add(
+        rng.exponential(0.1),
+        "INFO",
+        "dfs.DataNode$DataTransfer",
+        f"{source}:50010:Transmitted block {block} to /{target}:50010",
+    )
+    add(
+        rng.exponential(0.1),
+        "INFO",
+        "dfs.FSNamesystem",
+        f"BLOCK* NameSystem.addStoredBlock: blockMap updated: {target}:50010 "
+        f"is added to {block} size {BLOCK_SIZE}",
+    )
 
 
 def _malformed(rng: np.random.Generator, count: int) -> list[bytes]:

@@ -1,6 +1,11 @@
 """DeepLog's log-key model (Du et al., CCS'17): an LSTM that predicts the next log key.
 
 A key is normal if it is among the g likeliest predictions given the h keys before it.
+
+The paper fixes g=9 for HDFS's 29 keys. What g means depends on the vocabulary size (top 9 of
+17 keys accepts more than half of them), so g can instead be calibrated: train on most normal
+sessions, then take the smallest g whose false-alarm rate on the held-out normal sessions is at
+most a target. Only normal training data is used to choose it, never labelled anomalies.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ class KeyModelConfig:
     """The paper's defaults: h=10, g=9, two LSTM layers of 64 units."""
 
     window: int = 10  # h
-    top_g: int = 9  # g
+    top_g: int | None = 9  # g; None: calibrate it on held-out normal sessions
+    false_alarm_target: float = 0.005  # calibration: most held-out sessions to flag (share)
+    holdout: float = 0.2  # calibration: share of normal sessions held out of training
     hidden: int = 64
     layers: int = 2
     embedding: int = 32
@@ -74,6 +81,9 @@ class TrainingReport:
     epochs: int
     final_loss: float
     seconds: float
+    top_g: int  # the g the model is served with
+    held_out_sessions: int = 0
+    false_alarm_by_g: dict[int, float] | None = None  # calibration: g -> held-out flagged share
 
 
 def train_key_model(
@@ -82,9 +92,17 @@ def train_key_model(
     config: KeyModelConfig,
     progress: bool = True,
 ) -> tuple[KeyLSTM, TrainingReport]:
-    """Train on normal sessions only (DeepLog learns what normal looks like)."""
+    """Train on normal sessions only (DeepLog learns what normal looks like); calibrate g."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    held_out: list[list[int]] = []
+    if config.top_g is None:
+        order = rng.permutation(len(sessions))
+        cut = round(len(sessions) * config.holdout)
+        if cut < 1 or cut >= len(sessions):
+            raise ValueError(f"cannot hold out {config.holdout:.0%} of {len(sessions)} sessions")
+        held_out = [sessions[i] for i in order[:cut]]
+        sessions = [sessions[i] for i in order[cut:]]
     x, y = windows_of_sessions(sessions, config.window, config.end_marker)
     if len(x) == 0:
         raise ValueError("no training windows: the training data has no sessions")
@@ -110,8 +128,34 @@ def train_key_model(
         loss_value = total / batches
         bar.set_postfix(loss=f"{loss_value:.4f}", windows=len(xt))
     model.eval()
-    report = TrainingReport(len(xt), config.epochs, loss_value, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if config.top_g is not None:
+        return model, TrainingReport(len(xt), config.epochs, loss_value, seconds, config.top_g)
+    worst = worst_ranks(model, held_out, config.window, config.end_marker)
+    rates = {g: float(np.mean(worst >= g)) for g in range(1, vocab_size + 1)}
+    top_g = min(g for g, rate in rates.items() if rate <= config.false_alarm_target)
+    report = TrainingReport(
+        len(xt), config.epochs, loss_value, seconds, top_g, len(held_out), rates
+    )
     return model, report
+
+
+def worst_ranks(
+    model: KeyLSTM, sessions: list[list[int]], window: int, end_marker: bool, batch: int = 8192
+) -> np.ndarray:
+    """Per session, the highest rank any of its keys got: flagged at g iff worst rank >= g."""
+    x, y = windows_of_sessions(sessions, window, end_marker)
+    ranks = np.empty(len(y), dtype=np.int64)
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            logits = model(torch.from_numpy(x[i : i + batch]))
+            actual = logits.gather(1, torch.from_numpy(y[i : i + batch, None]))
+            ranks[i : i + batch] = (logits > actual).sum(dim=1).numpy()
+    lengths = [len(s) + (1 if end_marker else 0) for s in sessions]
+    owners = np.repeat(np.arange(len(sessions)), lengths)
+    worst = np.zeros(len(sessions), dtype=np.int64)
+    np.maximum.at(worst, owners, ranks)
+    return worst
 
 
 def config_to_json(config: KeyModelConfig) -> dict:

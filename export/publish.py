@@ -45,6 +45,7 @@ class KeyModelMeta:
 def publish_key_model(
     model: KeyLSTM,
     config: KeyModelConfig,
+    top_g: int,
     vocabulary: KeyVocabulary,
     repository: Path,
     probe_windows: np.ndarray,
@@ -52,7 +53,7 @@ def publish_key_model(
     training: dict[str, Any],
 ) -> int:
     """Export to ONNX, check parity on the probe windows, write the version; returns it."""
-    serving = KeyModelServing(model, config.top_g).eval()
+    serving = KeyModelServing(model, top_g).eval()
     probe = {"WINDOWS": probe_windows.astype(np.int64), "NEXT_KEY": probe_next.reshape(-1, 1)}
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def publish_key_model(
         parity = check_parity(serving, DEEPLOG_KEYS, probe, path)
         return {
             "window": config.window,
-            "top_g": config.top_g,
+            "top_g": top_g,
             "end_marker": config.end_marker,
             "vocabulary": vocabulary.to_json(),
             "vocabulary_fingerprint": vocabulary.fingerprint,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +27,12 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIM_BACKENDS = ("onnxruntime", "pytorch")
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+
+
+# Triton's glog format: E1122 18:15:27.235123 7265 server.cc:241] "message"
+_ERROR_LINE = re.compile(r"^E\d{4} ")
+# Printed by every start on a machine without a GPU; not the reason anything failed.
+_CPU_ONLY_NOISE = ("CudaDriverHelper has not been initialized",)
 
 
 class ServerStartError(RuntimeError):
@@ -106,6 +113,9 @@ def assemble_backends(install: TritonInstall, target: Path) -> Path:
     if not stub.exists():
         raise ServerStartError(f"no Python backend stub for Python {version} in {install.backends}")
     _copy(stub, python_dir / "triton_python_backend_stub")
+    # The stub puts the Python backend folder on sys.path (and ignores PYTHONPATH), so the
+    # shims' path bootstrap lives there.
+    _copy(PROJECT_ROOT / "server_config" / "backends" / "stub_path.py", python_dir / "stub_path.py")
     for name in SHIM_BACKENDS:
         (target / name).mkdir(exist_ok=True)
         shutil.copyfile(
@@ -215,8 +225,8 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerStartError(
-                    f"tritonserver exited with code {self.process.returncode} while starting:\n"
-                    + self.log_tail()
+                    f"tritonserver exited with code {self.process.returncode} while starting "
+                    f"(log: {self.log_path}). Its errors:\n{self.error_lines()}"
                 )
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
@@ -236,6 +246,20 @@ class TritonServer:
         except FileNotFoundError:
             return "(no log written)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def error_lines(self) -> str:
+        """The server's own error lines, without the ones every CPU-only start prints."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log written)"
+        errors = [
+            line
+            for line in text.splitlines()
+            if (_ERROR_LINE.match(line) or line.startswith("error:"))
+            and not any(noise in line for noise in _CPU_ONLY_NOISE)
+        ]
+        return "\n".join(errors) or self.log_tail()
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None

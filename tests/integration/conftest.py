@@ -1,0 +1,74 @@
+"""A real tritonserver for the integration tests: started on free ports, stopped by its PID.
+
+One server serves the session; each fixture that needs a model publishes a version into the
+server's repository and loads it through the repository API, as the product does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from client.detection import KeyModel, open_key_model
+from client.training import learn_sessions, train_and_publish
+from client.triton_client import TritonClient
+from client.workload import WorkloadConfig, generate_workload
+from export.deeplog_keys import KeyModelConfig
+from export.hdfs_data import hdfs_vocabulary, read_key_sessions
+from server_config.launcher import TritonServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("model_repository")
+
+
+@pytest.fixture(scope="session")
+def server(repository):
+    triton = TritonServer(repository)
+    triton.start()
+    pid = triton.pid
+    yield triton
+    triton.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped
+
+
+@pytest.fixture(scope="session")
+def triton(server):
+    client = TritonClient(server.grpc_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def hdfs_model(hdfs_dir, repository, triton) -> KeyModel:
+    """DeepLog trained on hdfs_train (fewer epochs than the evaluation, same everything else)."""
+    train = list(read_key_sessions(hdfs_dir / "hdfs_train"))
+    vocabulary = hdfs_vocabulary(train)
+    sessions = [[vocabulary.key_of_name(k) for k in s] for s in train]
+    version = train_and_publish(
+        sessions, vocabulary, repository, KeyModelConfig(epochs=8), source="hdfs_train (tests)"
+    )
+    return open_key_model(triton, repository, version)
+
+
+DEMO_WORKLOAD = WorkloadConfig(blocks=600, anomaly_rate=0.0, seed=11)
+
+
+@pytest.fixture(scope="session")
+def workload_model(repository, triton) -> KeyModel:
+    """DeepLog trained on a generated normal workload, as `make demo` does."""
+    vocabulary, sessions, _ = learn_sessions(generate_workload(DEMO_WORKLOAD).lines)
+    version = train_and_publish(
+        sessions, vocabulary, repository, KeyModelConfig(top_g=None, epochs=10), source="workload"
+    )
+    return open_key_model(triton, repository, version)

@@ -1,0 +1,103 @@
+"""The backend model.py files, loaded by path as Triton loads them, with a pb_utils stub."""
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import json_format
+
+from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
+from export.onnx_export import export_onnx
+from export.repository import model_config
+from export.specs import DEEPLOG_KEYS
+
+BACKENDS = Path(__file__).resolve().parents[2] / "server_config" / "backends"
+
+
+class _Tensor:
+    def __init__(self, name, array):
+        self.name, self.array = name, array
+
+    def as_numpy(self):
+        return self.array
+
+
+class _Response:
+    def __init__(self, output_tensors=(), error=None):
+        self.outputs = {t.name: t.array for t in output_tensors}
+        self.error = error
+
+
+@pytest.fixture
+def pb_utils(monkeypatch):
+    """The slice of triton_python_backend_utils the adapter uses."""
+    stub = types.ModuleType("triton_python_backend_utils")
+    stub.Tensor = _Tensor
+    stub.InferenceResponse = _Response
+    stub.TritonError = str
+    stub.get_input_tensor_by_name = lambda request, name: (
+        _Tensor(name, request[name]) if name in request else None
+    )
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+    monkeypatch.syspath_prepend(str(BACKENDS))  # where Triton's stub finds stub_path.py
+    return stub
+
+
+def _load(backend: str):
+    spec = importlib.util.spec_from_file_location(
+        f"{backend}_model", BACKENDS / backend / "model.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TritonPythonModel()
+
+
+def test_the_onnxruntime_backend_serves_an_onnx_model_folder(pb_utils, tmp_path):
+    torch.manual_seed(0)
+    config = KeyModelConfig(hidden=8, embedding=4, window=4, top_g=2)
+    serving = KeyModelServing(KeyLSTM(7, config), config.top_g).eval()
+    (tmp_path / "1").mkdir()
+    example = {
+        "WINDOWS": torch.zeros((2, 4), dtype=torch.int64),
+        "NEXT_KEY": torch.zeros((2, 1), dtype=torch.int64),
+    }
+    export_onnx(serving, DEEPLOG_KEYS, example, tmp_path / "1" / "model.onnx")
+    model = _load("onnxruntime")
+    model.initialize(
+        {
+            "model_config": json.dumps(
+                json_format.MessageToDict(
+                    model_config(DEEPLOG_KEYS), preserving_proto_field_name=True
+                )
+            ),
+            "model_repository": str(tmp_path),
+            "model_version": "1",
+            "model_instance_kind": "CPU",
+            "model_instance_device_id": "0",
+        }
+    )
+    windows = np.random.default_rng(0).integers(0, 7, (5, 4))
+    requests = [
+        {"WINDOWS": windows[:3], "NEXT_KEY": np.array([[1], [2], [3]])},
+        {"WINDOWS": windows[3:], "NEXT_KEY": np.array([[4], [5]])},
+        {"WINDOWS": windows[:1]},  # NEXT_KEY missing: this request fails, alone
+    ]
+    responses = model.execute(requests)
+    with torch.no_grad():
+        rank, top_keys, _ = serving(
+            torch.from_numpy(windows), torch.tensor([[1], [2], [3], [4], [5]])
+        )
+    np.testing.assert_array_equal(responses[0].outputs["RANK"], rank[:3].numpy())
+    np.testing.assert_array_equal(responses[1].outputs["TOP_KEYS"], top_keys[3:].numpy())
+    assert "NEXT_KEY is missing" in responses[2].error
+    model.finalize()
+
+
+def test_model_files_stay_thin():
+    for path in BACKENDS.glob("*/model.py"):
+        assert len(path.read_text().splitlines()) < 200, path

@@ -1,0 +1,33 @@
+"""The embedded workload generator: HDFS-shaped lines with known truth, reproducible."""
+
+from client.parsing import HDFS_FORMAT, LogParser
+from client.sessions import hdfs_session_ids
+from client.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
+
+
+def test_the_same_seed_gives_the_same_log():
+    config = WorkloadConfig(blocks=50, anomaly_rate=0.2, seed=3)
+    assert generate_workload(config) == generate_workload(config)
+
+
+def test_every_line_belongs_to_a_block_whose_truth_is_known():
+    workload = generate_workload(WorkloadConfig(blocks=200, anomaly_rate=0.3, seed=1))
+    parser = LogParser(HDFS_FORMAT)
+    seen = set()
+    for i, line in enumerate(workload.lines):
+        parsed = parser.parse(line, i)
+        seen.update(hdfs_session_ids(parsed))
+    assert parser.stats.malformed_total == 0
+    assert seen == set(workload.truth)
+    kinds = {k for k in workload.truth.values() if k}
+    assert kinds <= set(ANOMALY_TYPES) and len(kinds) >= 3
+    assert 0.15 < len(workload.anomalous_blocks) / 200 < 0.45
+
+
+def test_normal_workloads_have_no_anomalies_and_malformed_lines_are_mixed_in():
+    workload = generate_workload(WorkloadConfig(blocks=30, anomaly_rate=0.0, malformed_lines=4))
+    assert not workload.anomalous_blocks
+    parser = LogParser(HDFS_FORMAT)
+    for i, line in enumerate(workload.lines):
+        parser.parse(line, i)
+    assert parser.stats.malformed_total == 4
