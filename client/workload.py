@@ -122,14 +122,8 @@ def _block_events(
             "dfs.DataNode$PacketResponder",
             f"Received block {block} of size {BLOCK_SIZE} from /{client}",
         )
-        add(
-            rng.exponential(0.1),
-            "INFO",
-            "dfs.FSNamesystem",
-            f"BLOCK* NameSystem.addStoredBlock: blockMap updated: {node}:50010 "
-            f"is added to {block} size {BLOCK_SIZE}",
-        )
-        if anomaly == "redundant_store" and i == 0:
+        stores = 2 if anomaly == "redundant_store" and i == 0 else 1
+        for _ in range(stores):
             add(
                 rng.exponential(0.1),
                 "INFO",

@@ -146,7 +146,11 @@ def server_environment(install: TritonInstall) -> dict[str, str]:
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the process that started it dies."""
+    """Runs in the child before exec: SIGTERM it when the process that started it dies.
+
+    Linux ties this to the starting *thread*: start servers from a thread that outlives them
+    (the main thread, normally), or they are stopped when that thread ends.
+    """
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from client.demo import DemoConfig
 from client.detection import KeyModel, open_key_model
 from client.training import learn_sessions, train_and_publish
 from client.triton_client import TritonClient
@@ -51,24 +52,26 @@ def triton(server):
 
 @pytest.fixture(scope="session")
 def hdfs_model(hdfs_dir, repository, triton) -> KeyModel:
-    """DeepLog trained on hdfs_train (fewer epochs than the evaluation, same everything else)."""
+    """DeepLog on hdfs_train with g calibrated: the model `make eval-hdfs` reports on."""
     train = list(read_key_sessions(hdfs_dir / "hdfs_train"))
     vocabulary = hdfs_vocabulary(train)
     sessions = [[vocabulary.key_of_name(k) for k in s] for s in train]
     version = train_and_publish(
-        sessions, vocabulary, repository, KeyModelConfig(epochs=8), source="hdfs_train (tests)"
+        sessions,
+        vocabulary,
+        repository,
+        KeyModelConfig(top_g=None),
+        source="hdfs_train (tests)",
     )
     return open_key_model(triton, repository, version)
 
 
-DEMO_WORKLOAD = WorkloadConfig(blocks=600, anomaly_rate=0.0, seed=11)
-
-
 @pytest.fixture(scope="session")
 def workload_model(repository, triton) -> KeyModel:
-    """DeepLog trained on a generated normal workload, as `make demo` does."""
-    vocabulary, sessions, _ = learn_sessions(generate_workload(DEMO_WORKLOAD).lines)
-    version = train_and_publish(
-        sessions, vocabulary, repository, KeyModelConfig(top_g=None, epochs=10), source="workload"
-    )
+    """DeepLog trained on a generated normal workload with `make demo`'s settings."""
+    demo = DemoConfig()
+    normal = generate_workload(WorkloadConfig(demo.train_blocks, 0.0, demo.seed))
+    vocabulary, sessions, _ = learn_sessions(normal.lines)
+    config = KeyModelConfig(top_g=demo.top_g, epochs=demo.epochs, seed=demo.seed)
+    version = train_and_publish(sessions, vocabulary, repository, config, source="workload")
     return open_key_model(triton, repository, version)

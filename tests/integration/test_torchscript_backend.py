@@ -4,6 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from client.triton_client import TritonClient
@@ -20,6 +21,7 @@ TORCHSCRIPT_KEYS = replace(
 )
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_a_torchscript_model_answers_like_pytorch(repository: Path, triton: TritonClient):
     torch.manual_seed(0)
     config = KeyModelConfig(hidden=16, embedding=8)
