@@ -56,6 +56,9 @@ class ModelSpec:
     # Versions served at once: two, so a new version loads while the old one keeps answering.
     num_versions: int = 2
     parameters: dict[str, str] = field(default_factory=dict)
+    # Axes (by dynamic name) that are -1 in config.pbtxt because they differ between versions,
+    # but are fixed within one exported graph (e.g. a vector width set by the training data).
+    fixed_axes: tuple[str, ...] = ()
 
     @property
     def input_names(self) -> list[str]:

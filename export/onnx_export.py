@@ -39,7 +39,8 @@ def export_onnx(
         for i, dim in enumerate(tensor.dims):
             if dim == -1:
                 axis_name = next(dyn)
-                axes[i + 1] = named.setdefault(axis_name, torch.export.Dim(axis_name, min=1))
+                if axis_name not in spec.fixed_axes:
+                    axes[i + 1] = named.setdefault(axis_name, torch.export.Dim(axis_name, min=1))
         dynamic_shapes.append(axes)
     module.eval()
     with warnings.catch_warnings():
@@ -69,7 +70,7 @@ def check_parity(
 ) -> list[OutputParity]:
     """Run PyTorch and ONNX Runtime on the same probe inputs; raise ParityError if they differ."""
     with torch.no_grad():
-        expected = module(*(torch.from_numpy(probe[n]) for n in spec.input_names))
+        expected = _as_tuple(module(*(torch.from_numpy(probe[n]) for n in spec.input_names)))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     actual = session.run(spec.output_names, {n: probe[n] for n in spec.input_names})
     return compare_outputs(spec, [t.numpy() for t in expected], actual)
@@ -97,3 +98,32 @@ def compare_outputs(
                 )
             results.append(OutputParity(tensor.name, 0.0, mismatch))
     return results
+
+
+def export_torchscript(
+    module: torch.nn.Module, spec: ModelSpec, example: dict[str, torch.Tensor], path: Path
+) -> Path:
+    """Trace ``module`` to TorchScript; inputs are positional in the spec's order, as the
+    ``pytorch`` backend passes them."""
+    module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about shape checks inside nn.LSTM
+        traced = torch.jit.trace(module, tuple(example[name] for name in spec.input_names))
+    traced.save(str(path))
+    return path
+
+
+def check_torchscript_parity(
+    module: torch.nn.Module, spec: ModelSpec, probe: dict[str, np.ndarray], path: Path
+) -> list[OutputParity]:
+    """Run PyTorch and the saved TorchScript on the same probe; raise ParityError if they differ."""
+    inputs = [torch.from_numpy(probe[n]) for n in spec.input_names]
+    loaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        expected = _as_tuple(module(*inputs))
+        actual = _as_tuple(loaded(*inputs))
+    return compare_outputs(spec, [t.numpy() for t in expected], [t.numpy() for t in actual])
+
+
+def _as_tuple(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (result,) if isinstance(result, torch.Tensor) else tuple(result)

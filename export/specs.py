@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from export.io_spec import ModelSpec, TensorSpec
 
 DEEPLOG_KEYS = ModelSpec(
@@ -19,10 +21,38 @@ DEEPLOG_KEYS = ModelSpec(
         TensorSpec("TOP_KEYS", "int64", (-1,), dynamic_names=("top_g",)),
         TensorSpec("TOP_PROBS", "float32", (-1,), dynamic_names=("top_g",)),
     ),
+    fixed_axes=("window",),
     parameters={"intra_op_thread_count": "1"},
 )
 
-ALL_SPECS = (DEEPLOG_KEYS,)
+DEEPLOG_PARAMS = ModelSpec(
+    name="deeplog_params",
+    inputs=(
+        # The h previous parameter vectors of the same key, normalised, zero-padded to the width.
+        TensorSpec("HISTORY", "float32", (-1, -1), dynamic_names=("window", "width")),
+        # Which key the vectors belong to (the model is conditioned on it).
+        TensorSpec("KEY", "int64", (1,)),
+    ),
+    outputs=(
+        # The predicted next vector, normalised units; the client compares it with the actual
+        # one against the version's per-key, per-dimension bounds.
+        TensorSpec("PREDICTED", "float32", (-1,), dynamic_names=("width",)),
+    ),
+    fixed_axes=("window", "width"),
+    atol=1e-4,
+    parameters={"intra_op_thread_count": "1"},
+)
+
+# The same model as TorchScript, for Triton's `pytorch` backend.
+DEEPLOG_PARAMS_TORCHSCRIPT = replace(
+    DEEPLOG_PARAMS,
+    name="deeplog_params_torchscript",
+    backend="pytorch",
+    default_model_filename="model.pt",
+    parameters={"INTRA_OP_THREAD_COUNT": "1"},
+)
+
+ALL_SPECS = (DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT)
 
 
 def spec_by_name(name: str) -> ModelSpec:

@@ -1,0 +1,215 @@
+"""DeepLog's parameter-value model (Du et al., CCS'17, section 3.2), key-conditioned.
+
+For each log key, the sequence of its parameter vectors (time since the previous entry of the
+session, then the key's numeric parameters) is a time series; an LSTM predicts the next vector
+from the previous h vectors of the same key. The paper trains one LSTM per key; here one LSTM
+serves every key, conditioned on a key embedding, so hundreds of keys are one model in Triton
+rather than hundreds of model folders (and hundreds of Python backend processes on the embedded
+server). Vectors are zero-padded to the widest key; a mask keeps padding out of the loss.
+
+A value is abnormal when its prediction error is outside a Gaussian confidence interval of the
+errors on held-out normal data, per key and per dimension, so an alert can say which dimension
+deviated and by how much.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class ParamModelConfig:
+    window: int = 10  # h: previous vectors of the same key
+    hidden: int = 64
+    layers: int = 2
+    key_embedding: int = 16
+    confidence: float = 0.99  # of the Gaussian interval on validation errors
+    validation: float = 0.2  # share of each key's series held out to fit the interval
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class KeySeries:
+    """One key's parameter vectors in stream order: float array [n, dims] (raw units)."""
+
+    key: int
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Per-key, per-dimension mean and standard deviation from training data: [keys, width]."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, key: int, vectors: np.ndarray) -> np.ndarray:
+        d = vectors.shape[-1]
+        return (vectors - self.mean[key, :d]) / self.std[key, :d]
+
+    def invert(self, key: int, vectors: np.ndarray) -> np.ndarray:
+        d = vectors.shape[-1]
+        return vectors * self.std[key, :d] + self.mean[key, :d]
+
+
+class ParamLSTM(nn.Module):
+    """(h previous vectors of a key, the key) -> the key's next vector, normalised units."""
+
+    def __init__(self, keys: int, width: int, config: ParamModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(keys, config.key_embedding)
+        self.lstm = nn.LSTM(
+            width + config.key_embedding, config.hidden, config.layers, batch_first=True
+        )
+        self.head = nn.Linear(config.hidden, width)
+
+    def forward(self, history: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        # history [B, h, width] float32; key [B, 1] int64 -> [B, width]
+        embedded = self.embed(key).expand(-1, history.shape[1], -1)
+        out, _ = self.lstm(torch.cat([history, embedded], dim=2))
+        return self.head(out[:, -1, :])
+
+
+def key_windows(
+    series: np.ndarray, window: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(history [n, h, width], target [n, width], mask [n, width]) for one normalised series.
+
+    The first vectors of a series have fewer than h predecessors; their history is zero-padded
+    in front (zero is the training mean after normalisation), as the log-key model pads keys.
+    """
+    n, dims = series.shape
+    padded = np.zeros((n + window, width), dtype=np.float32)
+    padded[window:, :dims] = series
+    history = np.lib.stride_tricks.sliding_window_view(padded, (window, width))[:n, 0]
+    target = padded[window:]
+    mask = np.zeros((n, width), dtype=np.float32)
+    mask[:, :dims] = 1.0
+    return np.ascontiguousarray(history), target, mask
+
+
+@dataclass(frozen=True)
+class ParamTrainingReport:
+    windows: int
+    validation_windows: int
+    epochs: int
+    final_loss: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainedParamModel:
+    model: ParamLSTM
+    normaliser: Normaliser
+    dims: dict[int, int]  # key -> its vector length (time gap included)
+    thresholds: dict[int, list[float]]  # key -> per-dimension error bound, normalised units
+    report: ParamTrainingReport
+
+
+def fit_normaliser(series: list[KeySeries], keys: int, width: int) -> Normaliser:
+    mean = np.zeros((keys, width), dtype=np.float32)
+    std = np.ones((keys, width), dtype=np.float32)
+    for s in series:
+        d = s.vectors.shape[1]
+        mean[s.key, :d] = s.vectors.mean(axis=0)
+        # A constant dimension gets unit scale, so any change from it stands out.
+        std[s.key, :d] = np.where(s.vectors.std(axis=0) > 1e-6, s.vectors.std(axis=0), 1.0)
+    return Normaliser(mean, std)
+
+
+def _stack(parts: list[tuple[np.ndarray, ...]], width: int, window: int) -> tuple:
+    if not parts:
+        empty = np.zeros((0, width), np.float32)
+        return np.zeros((0, window, width), np.float32), np.zeros(0, np.int64), empty, empty
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+
+
+def train_param_model(
+    series: list[KeySeries], keys: int, config: ParamModelConfig, progress: bool = True
+) -> TrainedParamModel:
+    """Train on normal series only; fit per-key, per-dimension thresholds on the held-out tail."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    series = [s for s in series if len(s.vectors)]
+    if not series:
+        raise ValueError("no parameter vectors to train on")
+    width = max(s.vectors.shape[1] for s in series)
+    normaliser = fit_normaliser(series, keys, width)
+    train_parts, val_parts = [], []
+    for s in series:
+        history, target, mask = key_windows(
+            normaliser.apply(s.key, s.vectors).astype(np.float32), config.window, width
+        )
+        key = np.full(len(target), s.key, dtype=np.int64)
+        # The last share of each series validates: later in time, as detection will be.
+        cut = len(target) - int(len(target) * config.validation)
+        train_parts.append((history[:cut], key[:cut], target[:cut], mask[:cut]))
+        val_parts.append((history[cut:], key[cut:], target[cut:], mask[cut:]))
+    x, k, y, m = (torch.from_numpy(a) for a in _stack(train_parts, width, config.window))
+    model = ParamLSTM(keys, width, config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    start = time.perf_counter()
+    loss_value = float("nan")
+    bar = tqdm(
+        range(config.epochs), desc="train deeplog_params", unit="epoch", disable=not progress
+    )
+    model.train()
+    for _ in bar:
+        order = torch.from_numpy(rng.permutation(len(x)))
+        total, batches = 0.0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            optimiser.zero_grad()
+            error = (model(x[idx], k[idx, None]) - y[idx]) ** 2 * m[idx]
+            loss = error.sum() / m[idx].sum().clamp(min=1.0)
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+            batches += 1
+        loss_value = total / max(batches, 1)
+        bar.set_postfix(loss=f"{loss_value:.4f}", windows=len(x))
+    model.eval()
+    vx, vk, vy, _ = _stack(val_parts, width, config.window)
+    dims = {s.key: s.vectors.shape[1] for s in series}
+    thresholds = gaussian_thresholds(model, vx, vk, vy, dims, config.confidence)
+    report = ParamTrainingReport(
+        len(x), len(vx), config.epochs, loss_value, time.perf_counter() - start
+    )
+    return TrainedParamModel(model, normaliser, dims, thresholds, report)
+
+
+def gaussian_thresholds(
+    model: ParamLSTM,
+    history: np.ndarray,
+    keys: np.ndarray,
+    target: np.ndarray,
+    dims: dict[int, int],
+    confidence: float,
+) -> dict[int, list[float]]:
+    """Per key and dimension: mean + z * std of |error| on validation windows.
+
+    z is the two-sided quantile of the confidence (2.58 for 99%). A key with fewer than two
+    validation windows gets an infinite bound: no data, no claim.
+    """
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(history), torch.from_numpy(keys[:, None])).numpy()
+    errors = np.abs(predicted - target)
+    bounds = {}
+    for key, d in dims.items():
+        rows = errors[keys == key, :d]
+        if len(rows) < 2:
+            bounds[key] = [float("inf")] * d
+        else:
+            bounds[key] = (rows.mean(axis=0) + z * rows.std(axis=0)).astype(float).tolist()
+    return bounds
