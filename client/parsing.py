@@ -13,30 +13,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 WILDCARD = "<*>"
 MAX_LINE_BYTES = 64 * 1024
 _HAS_DIGIT = re.compile(r"\d")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class LogFormat:
-    """How to split a raw line into header fields and the message content."""
-
-    name: str
-    pattern: re.Pattern[str]
-
-
-HDFS_FORMAT = LogFormat(
-    "hdfs",
-    re.compile(
-        r"^(?P<date>\d{6}) (?P<time>\d{6}) (?P<pid>\d+) (?P<level>[A-Z]+) "
-        r"(?P<component>[^\s:]+): (?P<content>.*)$"
-    ),
-)
-FORMATS = {f.name: f for f in (HDFS_FORMAT,)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +30,21 @@ class ParsedLine:
     params: tuple[str, ...]  # raw tokens at the template's wildcard positions
     header: dict[str, str]
     content: str
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """How to read one system's lines (instances live in ``client/formats.py``).
+
+    ``pattern`` splits a raw line into named header fields and ``content``; ``clock`` turns the
+    header into seconds (for time gaps); ``sessions`` names the sessions a parsed line belongs to.
+    """
+
+    name: str
+    pattern: re.Pattern[str]
+    clock: Callable[[dict[str, str]], float]
+    sessions: Callable[[ParsedLine], list[str]]
+    clock_resolution: float  # seconds per clock tick: a measured gap is off by up to one tick
 
 
 @dataclass
@@ -86,7 +84,7 @@ class LogParser:
 
     def __init__(
         self,
-        log_format: LogFormat = HDFS_FORMAT,
+        log_format: LogFormat,
         templates: tuple[str, ...] = (),
         learn: bool = True,
         similarity: float = 0.5,

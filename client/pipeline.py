@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from client.alerts import Alert
 from client.detection import KeyModel, StreamingDetector
-from client.parsing import HDFS_FORMAT, LogFormat, LogParser, ParseStats
-from client.sessions import hdfs_session_ids
+from client.formats import HDFS_FORMAT
+from client.param_detection import ParamAlert, ParamDetector, ParamModel
+from client.parsing import LogFormat, LogParser, ParseStats
+from export.repository import VersionMismatch
 from export.vocab import FIRST_KEY, UNKNOWN
 
 
@@ -27,7 +29,10 @@ class StreamSummary:
     windows_checked: int
     alerts: int
     seconds: float
-    verdicts: dict[str, bool]
+    verdicts: dict[str, bool]  # log-key check: session -> abnormal
+    params_checked: int = 0  # entries the parameter-value check judged
+    param_alerts: int = 0
+    param_sessions: frozenset[str] = frozenset()  # sessions with a parameter-value alert
 
 
 def frozen_parser(model: KeyModel, log_format: LogFormat = HDFS_FORMAT) -> LogParser:
@@ -38,16 +43,31 @@ def frozen_parser(model: KeyModel, log_format: LogFormat = HDFS_FORMAT) -> LogPa
 def detect_stream(
     lines: Iterable[bytes | str],
     model: KeyModel,
-    on_alert: Callable[[Alert], None],
+    on_alert: Callable[[Alert | ParamAlert], None],
     batch_windows: int = 1024,
     log_format: LogFormat = HDFS_FORMAT,
     progress: Callable[[int], None] | None = None,
+    params: ParamModel | None = None,
 ) -> StreamSummary:
-    """Check every line; call ``on_alert`` as alerts arise; sessions close at end of stream."""
+    """Check every line with the log-key model (and the parameter-value model, if given); call
+    ``on_alert`` as alerts arise; sessions close at end of stream."""
+    if params is not None and params.meta.vocabulary != model.meta.vocabulary:
+        raise VersionMismatch(
+            f"{params.meta.model} v{params.meta.version} was trained on vocabulary "
+            f"{params.meta.vocabulary.fingerprint}, deeplog_keys v{model.meta.version} on "
+            f"{model.meta.vocabulary.fingerprint}: their key ids do not mean the same templates"
+        )
     parser = frozen_parser(model, log_format)
     detector = StreamingDetector(model, batch_windows=batch_windows)
+    param_detector = ParamDetector(params) if params is not None else None
     start = time.perf_counter()
-    alerts = 0
+    counts = {"alerts": 0, "param_alerts": 0}
+
+    def emit(alerts: list, counter: str) -> None:
+        for alert in alerts:
+            counts[counter] += 1
+            on_alert(alert)
+
     without_session = 0
     for line_no, raw in enumerate(lines, start=1):
         parsed = parser.parse(raw, line_no)
@@ -56,16 +76,18 @@ def detect_stream(
         if parsed is None:
             continue
         key = FIRST_KEY + parsed.template_id if parsed.template_id >= 0 else UNKNOWN
-        sessions = hdfs_session_ids(parsed)
+        sessions = log_format.sessions(parsed)
         if not sessions:
             without_session += 1
         for session in sessions:
-            for alert in detector.push(session, key, line_no):
-                alerts += 1
-                on_alert(alert)
-    for alert in detector.close_all():
-        alerts += 1
-        on_alert(alert)
+            emit(detector.push(session, key, line_no), "alerts")
+        if param_detector is not None and key != UNKNOWN:
+            when = log_format.clock(parsed.header)
+            session = sessions[0] if sessions else ""
+            emit(param_detector.push(session, key, parsed.params, when, line_no), "param_alerts")
+    emit(detector.close_all(), "alerts")
+    if param_detector is not None:
+        emit(param_detector.flush(), "param_alerts")
     verdicts = detector.verdicts()
     return StreamSummary(
         parse=parser.stats,
@@ -73,7 +95,10 @@ def detect_stream(
         sessions=len(verdicts),
         abnormal_sessions=sum(verdicts.values()),
         windows_checked=detector.windows_checked,
-        alerts=alerts,
+        alerts=counts["alerts"],
         seconds=time.perf_counter() - start,
         verdicts=verdicts,
+        params_checked=param_detector.checked if param_detector else 0,
+        param_alerts=counts["param_alerts"],
+        param_sessions=frozenset(param_detector.flagged_sessions if param_detector else ()),
     )

@@ -6,36 +6,69 @@ The client parses (it owns raw logs); ``export`` trains and publishes on key seq
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from client.parsing import HDFS_FORMAT, LogFormat, LogParser, ParseStats
-from client.sessions import hdfs_session_ids
+from client.formats import HDFS_FORMAT
+from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
+from client.parsing import LogFormat, LogParser, ParseStats
 from export.deeplog_keys import KeyModelConfig, train_key_model
-from export.publish import publish_key_model
+from export.deeplog_params import KeySeries, ParamModelConfig, train_param_model
+from export.publish import publish_key_model, publish_param_model
 from export.vocab import FIRST_KEY, KeyVocabulary
 from export.windows import windows_of_sessions
 
 
-def learn_sessions(
-    lines: Iterable[bytes | str], log_format: LogFormat = HDFS_FORMAT
-) -> tuple[KeyVocabulary, list[list[int]], ParseStats]:
-    """Mine templates from a normal log; return the vocabulary and each session's keys."""
-    parser = LogParser(log_format, learn=True)
-    sessions: dict[str, list[int]] = {}
+@dataclass(frozen=True)
+class Corpus:
+    """A normal training log, parsed: what both DeepLog models train on."""
+
+    vocabulary: KeyVocabulary
+    sessions: list[list[int]]  # each session's keys, in order
+    schema: ParamSchema
+    series: list[KeySeries]  # each key's parameter vectors, in stream order
+    stats: ParseStats
+
+
+def learn_corpus(lines: Iterable[bytes | str], log_format: LogFormat = HDFS_FORMAT) -> Corpus:
+    """Mine templates from a normal log, then read it again with the final templates.
+
+    Two passes, because a template gains wildcards while it is learnt: only the final templates
+    give every line of a key the same parameter positions.
+    """
+    lines = list(lines)
+    learner = LogParser(log_format, learn=True)
     for line_no, raw in enumerate(lines, start=1):
-        parsed = parser.parse(raw, line_no)
-        if parsed is None:
-            continue
-        for session in hdfs_session_ids(parsed):
-            sessions.setdefault(session, []).append(FIRST_KEY + parsed.template_id)
-    templates = parser.templates
+        learner.parse(raw, line_no)
+    templates = learner.templates
     vocabulary = KeyVocabulary(
         names=tuple(f"T{i + 1}" for i in range(len(templates))), templates=templates
     )
-    return vocabulary, list(sessions.values()), parser.stats
+    parser = LogParser(log_format, templates=templates, learn=False)
+    schema_learner = SchemaLearner()
+    entries: list[tuple[int, tuple[str, ...], float, str]] = []
+    sessions: dict[str, list[int]] = {}
+    for line_no, raw in enumerate(lines, start=1):
+        parsed = parser.parse(raw, line_no)
+        if parsed is None or parsed.template_id < 0:
+            continue
+        key = FIRST_KEY + parsed.template_id
+        ids = log_format.sessions(parsed)
+        for session in ids:
+            sessions.setdefault(session, []).append(key)
+        schema_learner.observe(key, parsed.template, parsed.params)
+        entries.append((key, parsed.params, log_format.clock(parsed.header), ids[0] if ids else ""))
+    schema = schema_learner.schema(log_format.clock_resolution)
+    builder = VectorBuilder(schema)
+    vectors: dict[tuple[str, int], list[np.ndarray]] = {}
+    for key, params, when, session in entries:
+        vector = builder.vector(key, params, when, session)
+        if vector is not None:
+            vectors.setdefault((session, key), []).append(vector)
+    series = [KeySeries(key, np.stack(v)) for (_, key), v in vectors.items()]
+    return Corpus(vocabulary, list(sessions.values()), schema, series, learner.stats)
 
 
 def train_and_publish(
@@ -59,4 +92,24 @@ def train_and_publish(
     }
     return publish_key_model(
         model, config, report.top_g, vocabulary, repository, windows[probe], keys[probe], training
+    )
+
+
+def train_and_publish_params(
+    corpus: Corpus,
+    repository: Path,
+    config: ParamModelConfig,
+    export_format: str = "onnx",
+    progress: bool = True,
+) -> int:
+    """Train DeepLog's parameter-value model on the corpus and publish it; returns the version."""
+    trained = train_param_model(corpus.series, corpus.vocabulary.size, config, progress=progress)
+    return publish_param_model(
+        trained,
+        config,
+        corpus.vocabulary,
+        corpus.schema.to_json(),
+        repository,
+        export_format,
+        training={"config": asdict(config), "keys": len(corpus.series)},
     )

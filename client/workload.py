@@ -20,6 +20,7 @@ ANOMALY_TYPES = (
     "redundant_store",  # the block map is updated twice for one replica
     "delete_before_store",  # the block is deleted before its replicas were stored (order)
     "replication_timeout",  # replication times out and is re-asked
+    "slow_transfer",  # a performance anomaly: the write takes `slowdown` times longer, same keys
 )
 
 
@@ -29,6 +30,7 @@ class WorkloadConfig:
     anomaly_rate: float = 0.05
     seed: int = 0
     malformed_lines: int = 0  # garbage lines mixed in (empty, binary, invalid UTF-8, 1 MB long)
+    slowdown: float = 10.0  # how much longer a slow_transfer block takes to write
     start: datetime = datetime(2008, 11, 9, 20, 36, 15)
 
 
@@ -51,7 +53,7 @@ def _line(when: datetime, pid: int, level: str, component: str, content: str) ->
 
 
 def _block_events(
-    rng: np.random.Generator, block: str, start: float, anomaly: str | None
+    rng: np.random.Generator, block: str, start: float, anomaly: str | None, slowdown: float
 ) -> list[tuple[float, str, str, str]]:
     """(seconds, level, component, content) of one block's life."""
     replicas = 3 if rng.random() < 0.9 else 2
@@ -94,6 +96,8 @@ def _block_events(
         )
     failed = replicas - 1 if anomaly == "write_exception" else None
     transfer = rng.gamma(4.0, 2.0)  # seconds to write one block
+    if anomaly == "slow_transfer":
+        transfer *= slowdown
     for i, node in enumerate(nodes):
         if i == failed:
             add(
@@ -254,7 +258,7 @@ def generate_workload(config: WorkloadConfig) -> Workload:
         truth[block] = anomaly
         pid = int(rng.integers(10, 30000))
         for t, level, component, content in _block_events(
-            rng, block, rng.uniform(0, span), anomaly
+            rng, block, rng.uniform(0, span), anomaly, config.slowdown
         ):
             events.append((t, pid, level, component, content))
     events.sort(key=lambda e: e[0])

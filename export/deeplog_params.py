@@ -2,8 +2,13 @@
 
 For each log key, the sequence of its parameter vectors (time since the previous entry of the
 session, then the key's numeric parameters) is a time series; an LSTM predicts the next vector
-from the previous h vectors of the same key. The paper trains one LSTM per key; here one LSTM
-serves every key, conditioned on a key embedding, so hundreds of keys are one model in Triton
+from the previous h vectors of the same key in the same session (a session's own history: the
+first PacketResponder of a block waits for the whole transfer, the next ones do not; in a stream
+interleaving many blocks, only the session tells them apart). Where a format has no sessions, the
+session is the stream, which is the paper's setting.
+
+The paper trains one LSTM per key; here one LSTM serves every key, conditioned on a key
+embedding, so hundreds of keys are one model in Triton
 rather than hundreds of model folders (and hundreds of Python backend processes on the embedded
 server). Vectors are zero-padded to the widest key; a mask keeps padding out of the loss.
 
@@ -31,7 +36,7 @@ class ParamModelConfig:
     layers: int = 2
     key_embedding: int = 16
     confidence: float = 0.99  # of the Gaussian interval on validation errors
-    validation: float = 0.2  # share of each key's series held out to fit the interval
+    validation: float = 0.2  # share of windows held out to fit the interval
     epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 2e-3
@@ -40,7 +45,9 @@ class ParamModelConfig:
 
 @dataclass(frozen=True)
 class KeySeries:
-    """One key's parameter vectors in stream order: float array [n, dims] (raw units)."""
+    """One key's parameter vectors in one session, in order: float array [n, dims].
+
+    A key has as many series as sessions it occurs in."""
 
     key: int
     vectors: np.ndarray
@@ -119,11 +126,16 @@ class TrainedParamModel:
 def fit_normaliser(series: list[KeySeries], keys: int, width: int) -> Normaliser:
     mean = np.zeros((keys, width), dtype=np.float32)
     std = np.ones((keys, width), dtype=np.float32)
+    by_key: dict[int, list[np.ndarray]] = {}
     for s in series:
-        d = s.vectors.shape[1]
-        mean[s.key, :d] = s.vectors.mean(axis=0)
+        by_key.setdefault(s.key, []).append(s.vectors)
+    for key, parts in by_key.items():
+        vectors = np.concatenate(parts)
+        d = vectors.shape[1]
+        spread = vectors.std(axis=0)
+        mean[key, :d] = vectors.mean(axis=0)
         # A constant dimension gets unit scale, so any change from it stands out.
-        std[s.key, :d] = np.where(s.vectors.std(axis=0) > 1e-6, s.vectors.std(axis=0), 1.0)
+        std[key, :d] = np.where(spread > 1e-6, spread, 1.0)
     return Normaliser(mean, std)
 
 
@@ -145,17 +157,17 @@ def train_param_model(
         raise ValueError("no parameter vectors to train on")
     width = max(s.vectors.shape[1] for s in series)
     normaliser = fit_normaliser(series, keys, width)
-    train_parts, val_parts = [], []
+    parts = []
     for s in series:
         history, target, mask = key_windows(
             normaliser.apply(s.key, s.vectors).astype(np.float32), config.window, width
         )
-        key = np.full(len(target), s.key, dtype=np.int64)
-        # The last share of each series validates: later in time, as detection will be.
-        cut = len(target) - int(len(target) * config.validation)
-        train_parts.append((history[:cut], key[:cut], target[:cut], mask[:cut]))
-        val_parts.append((history[cut:], key[cut:], target[cut:], mask[cut:]))
-    x, k, y, m = (torch.from_numpy(a) for a in _stack(train_parts, width, config.window))
+        parts.append((history, np.full(len(target), s.key, dtype=np.int64), target, mask))
+    every = _stack(parts, width, config.window)
+    # A random share of the windows validates: errors on windows the model never fitted.
+    held_out = rng.random(len(every[1])) < config.validation
+    x, k, y, m = (torch.from_numpy(a[~held_out]) for a in every)
+    vx, vk, vy = (a[held_out] for a in every[:3])
     model = ParamLSTM(keys, width, config)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     start = time.perf_counter()
@@ -179,7 +191,6 @@ def train_param_model(
         loss_value = total / max(batches, 1)
         bar.set_postfix(loss=f"{loss_value:.4f}", windows=len(x))
     model.eval()
-    vx, vk, vy, _ = _stack(val_parts, width, config.window)
     dims = {s.key: s.vectors.shape[1] for s in series}
     thresholds = gaussian_thresholds(model, vx, vk, vy, dims, config.confidence)
     report = ParamTrainingReport(

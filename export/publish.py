@@ -6,7 +6,7 @@ into the version folder they belong to, so a client reads them from the version 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,15 @@ import numpy as np
 import torch
 
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
-from export.onnx_export import check_parity, export_onnx
+from export.deeplog_params import Normaliser, ParamModelConfig, TrainedParamModel
+from export.onnx_export import (
+    check_parity,
+    check_torchscript_parity,
+    export_onnx,
+    export_torchscript,
+)
 from export.repository import read_meta, write_version
-from export.specs import DEEPLOG_KEYS
+from export.specs import DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT
 from export.vocab import KeyVocabulary
 
 
@@ -72,3 +78,89 @@ def publish_key_model(
         }
 
     return write_version(repository, DEEPLOG_KEYS, fill)
+
+
+@dataclass(frozen=True)
+class ParamModelMeta:
+    """What a client needs to talk to one version of a parameter-value model."""
+
+    model: str
+    version: int
+    window: int
+    width: int
+    confidence: float
+    thresholds: dict[int, list[float]]  # key -> per-dimension bound on |error|, normalised
+    normaliser: Normaliser
+    schema: dict[str, Any]  # the client's ParamSchema, as JSON
+    vocabulary: KeyVocabulary
+
+    @classmethod
+    def load(cls, repository: Path, model: str, version: int) -> ParamModelMeta:
+        meta = read_meta(repository, model, version)
+        return cls(
+            model=model,
+            version=version,
+            window=meta["window"],
+            width=meta["width"],
+            confidence=meta["confidence"],
+            thresholds={int(k): v for k, v in meta["thresholds"].items()},
+            normaliser=Normaliser(
+                np.asarray(meta["normaliser"]["mean"], np.float32),
+                np.asarray(meta["normaliser"]["std"], np.float32),
+            ),
+            schema=meta["schema"],
+            vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
+        )
+
+
+PARAM_FORMATS = {"onnx": DEEPLOG_PARAMS, "torchscript": DEEPLOG_PARAMS_TORCHSCRIPT}
+
+
+def publish_param_model(
+    trained: TrainedParamModel,
+    config: ParamModelConfig,
+    vocabulary: KeyVocabulary,
+    schema: dict[str, Any],
+    repository: Path,
+    export_format: str = "onnx",
+    training: dict[str, Any] | None = None,
+) -> int:
+    """Export as ONNX or TorchScript, check parity against PyTorch, write the next version."""
+    if export_format not in PARAM_FORMATS:
+        raise ValueError(f"--format must be one of {sorted(PARAM_FORMATS)}, not {export_format!r}")
+    spec = PARAM_FORMATS[export_format]
+    width = trained.model.head.out_features
+    rng = np.random.default_rng(config.seed)
+    keys = sorted(trained.dims)
+    probe = {
+        "HISTORY": rng.normal(0, 1, (256, config.window, width)).astype(np.float32),
+        "KEY": rng.choice(keys, (256, 1)).astype(np.int64),
+    }
+
+    def fill(folder: Path, version: int) -> dict[str, Any]:
+        path = folder / spec.default_model_filename
+        example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
+        if export_format == "onnx":
+            export_onnx(trained.model, spec, example, path)
+            parity = check_parity(trained.model, spec, probe, path)
+        else:
+            export_torchscript(trained.model, spec, example, path)
+            parity = check_torchscript_parity(trained.model, spec, probe, path)
+        return {
+            "format": export_format,
+            "window": config.window,
+            "width": width,
+            "confidence": config.confidence,
+            "thresholds": {str(k): v for k, v in trained.thresholds.items()},
+            "normaliser": {
+                "mean": trained.normaliser.mean.tolist(),
+                "std": trained.normaliser.std.tolist(),
+            },
+            "schema": schema,
+            "vocabulary": vocabulary.to_json(),
+            "vocabulary_fingerprint": vocabulary.fingerprint,
+            "parity": {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity},
+            "training": {**asdict(trained.report), **(training or {})},
+        }
+
+    return write_version(repository, spec, fill)

@@ -13,7 +13,7 @@ import pytest
 
 from client.demo import DemoConfig
 from client.detection import KeyModel, open_key_model
-from client.training import learn_sessions, train_and_publish
+from client.training import learn_corpus, train_and_publish
 from client.triton_client import TritonClient
 from client.workload import WorkloadConfig, generate_workload
 from export.deeplog_keys import KeyModelConfig
@@ -71,7 +71,9 @@ def workload_model(repository, triton) -> KeyModel:
     """DeepLog trained on a generated normal workload with `make demo`'s settings."""
     demo = DemoConfig()
     normal = generate_workload(WorkloadConfig(demo.train_blocks, 0.0, demo.seed))
-    vocabulary, sessions, _ = learn_sessions(normal.lines)
+    corpus = learn_corpus(normal.lines)
     config = KeyModelConfig(top_g=demo.top_g, epochs=demo.epochs, seed=demo.seed)
-    version = train_and_publish(sessions, vocabulary, repository, config, source="workload")
+    version = train_and_publish(
+        corpus.sessions, corpus.vocabulary, repository, config, source="workload"
+    )
     return open_key_model(triton, repository, version)

@@ -27,12 +27,10 @@ CONFIG = ParamModelConfig(window=4, hidden=16, layers=1, key_embedding=4, epochs
 
 
 def _series(rng: np.random.Generator, n: int = 200) -> list[KeySeries]:
-    """Key 3: (gap, size) with size tracking the gap; key 4: a gap only."""
-    gap = rng.gamma(4.0, 0.5, n)
-    return [
-        KeySeries(3, np.stack([gap, 1000 * gap + rng.normal(0, 10, n)], axis=1)),
-        KeySeries(4, rng.normal(5.0, 0.2, (n, 1))),
-    ]
+    """Key 3: two dimensions on a cycle (predictable from the past); key 4: noise around 5."""
+    t = np.arange(n) * 0.7
+    cycle = np.stack([np.sin(t), 100 * np.cos(t)], axis=1) + rng.normal(0, 0.05, (n, 2))
+    return [KeySeries(3, cycle), KeySeries(4, rng.normal(5.0, 0.2, (n, 1)))]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +61,7 @@ def test_training_learns_and_sets_a_bound_for_every_key_and_dimension(trained):
     assert set(trained.thresholds) == {3, 4}
     assert len(trained.thresholds[3]) == 2 and len(trained.thresholds[4]) == 1
     assert all(0 < b < 10 for bounds in trained.thresholds.values() for b in bounds)
-    assert trained.report.final_loss < 1.0  # below predicting the mean (1.0 after normalising)
+    assert trained.report.final_loss < 0.7  # the mean alone scores 1.0 after normalising
 
 
 def test_a_higher_confidence_gives_wider_bounds():

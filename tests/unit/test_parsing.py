@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from client.parsing import HDFS_FORMAT, WILDCARD, LogParser, tokenize
-from client.sessions import hdfs_session_ids
+from client.formats import HDFS_FORMAT, hdfs_session_ids
+from client.parsing import WILDCARD, LogParser, tokenize
 
 RECEIVING = (
     b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906 "

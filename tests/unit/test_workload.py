@@ -1,7 +1,7 @@
 """The embedded workload generator: HDFS-shaped lines with known truth, reproducible."""
 
-from client.parsing import HDFS_FORMAT, LogParser
-from client.sessions import hdfs_session_ids
+from client.formats import HDFS_FORMAT, hdfs_session_ids
+from client.parsing import LogParser
 from client.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
 
 

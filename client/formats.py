@@ -1,0 +1,59 @@
+"""The log formats the client reads: header layout, clock, and what a session is.
+
+HDFS: a session is a block (``blk_...``); a line naming several blocks belongs to each, as in
+DeepLog's preprocessing. OpenStack: a session is a VM instance (``[instance: <uuid>]``); lines
+naming none (API requests, audits) belong to the stream of their source log file.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from client.parsing import LogFormat, ParsedLine
+
+HDFS_BLOCK = re.compile(r"blk_-?\d+")
+OPENSTACK_INSTANCE = re.compile(r"\[instance: ([0-9a-f-]{36})\]")
+
+
+def hdfs_session_ids(line: ParsedLine) -> list[str]:
+    """Block ids the line mentions, each once, in order of appearance."""
+    return list(dict.fromkeys(HDFS_BLOCK.findall(line.content)))
+
+
+def openstack_session_ids(line: ParsedLine) -> list[str]:
+    instance = OPENSTACK_INSTANCE.search(line.content)
+    return [instance.group(1)] if instance else [f"stream:{line.header['logrecord'].split('.')[0]}"]
+
+
+def _clock(layout: str, date: str = "date", time: str = "time"):
+    def clock(header: dict[str, str]) -> float:
+        when = datetime.strptime(f"{header[date]} {header[time]}", layout)
+        return when.replace(tzinfo=timezone.utc).timestamp()
+
+    return clock
+
+
+HDFS_FORMAT = LogFormat(
+    "hdfs",
+    re.compile(
+        r"^(?P<date>\d{6}) (?P<time>\d{6}) (?P<pid>\d+) (?P<level>[A-Z]+) "
+        r"(?P<component>[^\s:]+): (?P<content>.*)$"
+    ),
+    clock=_clock("%y%m%d %H%M%S"),
+    sessions=hdfs_session_ids,
+    clock_resolution=1.0,
+)
+
+OPENSTACK_FORMAT = LogFormat(
+    "openstack",
+    re.compile(
+        r"^(?P<logrecord>\S+) (?P<date>\d{4}-\d{2}-\d{2}) (?P<time>\d{2}:\d{2}:\d{2}\.\d+) "
+        r"(?P<pid>\d+) (?P<level>[A-Z]+) (?P<component>\S+) \[(?P<addr>[^\]]*)\] (?P<content>.*)$"
+    ),
+    clock=_clock("%Y-%m-%d %H:%M:%S.%f"),
+    sessions=openstack_session_ids,
+    clock_resolution=0.001,
+)
+
+FORMATS = {f.name: f for f in (HDFS_FORMAT, OPENSTACK_FORMAT)}

@@ -1,0 +1,191 @@
+"""DeepLog's parameter-value check through Triton: each entry's vector against the prediction
+from the previous h vectors of its key; abnormal when a dimension's error is outside the
+version's Gaussian bound for that key and dimension.
+
+Histories are per key within a session (the stream, where a format has no
+sessions). Requests carry many entries and are
+pinned to the version whose normaliser, schema and bounds built them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from client.alerts import KeyRef, key_ref
+from client.param_vectors import ParamSchema, VectorBuilder
+from client.triton_client import TritonClient
+from export.publish import ParamModelMeta
+from export.repository import VersionMismatch
+from export.specs import DEEPLOG_PARAMS
+
+
+@dataclass(frozen=True)
+class ParamAlert:
+    session: str
+    line: int | None
+    check: str  # "parameter_value"
+    key: KeyRef
+    dimension: str  # which value deviated, e.g. "gap_s" or "time#5"
+    value: float  # what the entry had (seconds for the gap)
+    predicted: float  # what the model expected
+    accepted_low: float  # the version's Gaussian bound for this key and dimension, as a range
+    accepted_high: float
+    model: str
+    model_version: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    def headline(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "?"
+        return (
+            f"{self.session} ({where}): {self.key.name} '{self.key.template}' {self.dimension}="
+            f"{self.value:.6g}, predicted {self.predicted:.6g}, accepted "
+            f"[{self.accepted_low:.6g}, {self.accepted_high:.6g}]"
+        )
+
+
+class ParamModel:
+    """One version of a parameter-value model served by Triton."""
+
+    def __init__(self, triton: TritonClient, meta: ParamModelMeta, max_batch: int = 2048) -> None:
+        self.triton = triton
+        self.meta = meta
+        self.schema = ParamSchema.from_json(meta.schema)
+        self.max_batch = max_batch
+
+    def predict(self, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """[n, h, width] normalised histories and [n] keys -> [n, width] predicted vectors."""
+        parts = []
+        for i in range(0, len(keys), self.max_batch):
+            result = self.triton.infer(
+                self.meta.model,
+                {
+                    "HISTORY": np.ascontiguousarray(history[i : i + self.max_batch], np.float32),
+                    "KEY": np.ascontiguousarray(keys[i : i + self.max_batch, None], np.int64),
+                },
+                ["PREDICTED"],
+                version=self.meta.version,
+            )
+            if result.model_version != str(self.meta.version):
+                raise VersionMismatch(
+                    f"asked {self.meta.model} v{self.meta.version}, "
+                    f"answered by v{result.model_version}"
+                )
+            parts.append(result.outputs["PREDICTED"])
+        width = self.meta.width
+        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    session: str
+    line: int | None
+    key: int
+    vector: np.ndarray  # raw units
+    history: np.ndarray  # [h, width] normalised
+
+
+@dataclass
+class ParamDetector:
+    """Checks entries as they arrive, batching them across keys and sessions."""
+
+    model: ParamModel
+    batch_entries: int = 512
+    builder: VectorBuilder = field(init=False)
+    histories: dict[tuple[str, int], deque] = field(default_factory=dict)
+    pending: list[_Entry] = field(default_factory=list)
+    checked: int = 0
+    flagged_sessions: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.builder = VectorBuilder(self.model.schema)
+
+    def push(
+        self, session: str, key: int, params: tuple[str, ...], when: float, line: int | None
+    ) -> list[ParamAlert]:
+        vector = self.builder.vector(key, params, when, session)
+        if vector is None or key not in self.model.meta.thresholds:
+            return []
+        meta = self.model.meta
+        normalised = np.zeros(meta.width, np.float32)
+        normalised[: len(vector)] = meta.normaliser.apply(key, vector)
+        past = self.histories.setdefault((session, key), deque(maxlen=meta.window))
+        history = np.zeros((meta.window, meta.width), np.float32)
+        if past:
+            history[meta.window - len(past) :] = np.stack(past)
+        past.append(normalised)
+        self.pending.append(_Entry(session, line, key, vector, history))
+        return self.flush() if len(self.pending) >= self.batch_entries else []
+
+    def flush(self) -> list[ParamAlert]:
+        entries, self.pending = self.pending, []
+        if not entries:
+            return []
+        keys = np.array([e.key for e in entries], dtype=np.int64)
+        predicted = self.model.predict(np.stack([e.history for e in entries]), keys)
+        self.checked += len(entries)
+        alerts = []
+        for entry, guess in zip(entries, predicted, strict=True):
+            alert = self._judge(entry, guess)
+            if alert is not None:
+                self.flagged_sessions.add(entry.session)
+                alerts.append(alert)
+        return alerts
+
+    def _judge(self, entry: _Entry, guess: np.ndarray) -> ParamAlert | None:
+        """Accepted range per dimension: predicted +/- bound, in raw units. The gap is modelled
+        as log1p(seconds), so its range is asymmetric in seconds, widened by one clock tick."""
+        meta = self.model.meta
+        d = len(entry.vector)
+        normal = meta.normaliser
+        centre = normal.invert(entry.key, guess[:d].astype(np.float64))
+        half = np.asarray(meta.thresholds[entry.key], np.float64) * normal.std[entry.key, :d]
+        low, high, value = centre - half, centre + half, entry.vector.copy()
+        tick = self.model.schema.clock_resolution
+        value[0], centre[0] = np.expm1(value[0]), np.expm1(centre[0])
+        low[0], high[0] = max(np.expm1(low[0]) - tick, 0.0), np.expm1(high[0]) + tick
+        for dim, constant in self.model.schema.constants.get(entry.key, {}).items():
+            centre[dim] = low[dim] = high[dim] = constant
+        width = np.maximum(high - low, 1e-9 * np.maximum(np.abs(value), 1.0))
+        excess = np.maximum(low - value, value - high) / width
+        worst = int(np.argmax(excess))
+        if excess[worst] <= 0.0:
+            return None
+        return ParamAlert(
+            session=entry.session,
+            line=entry.line,
+            check="parameter_value",
+            key=key_ref(meta.vocabulary, entry.key),
+            dimension=self.model.schema.names[entry.key][worst],
+            value=round(float(value[worst]), 6),
+            predicted=round(float(centre[worst]), 6),
+            accepted_low=round(float(low[worst]), 6),
+            accepted_high=round(float(high[worst]), 6),
+            model=meta.model,
+            model_version=meta.version,
+        )
+
+
+def open_param_model(
+    triton: TritonClient,
+    repository: Path,
+    model: str = DEEPLOG_PARAMS.name,
+    version: int | None = None,
+    load: bool = True,
+) -> ParamModel:
+    """Ask the server to load a parameter-value model; bind to a ready version and its meta."""
+    if load:
+        triton.load_model(model)
+    ready = triton.ready_versions(model)
+    if not ready:
+        raise RuntimeError(f"{model} has no ready version on {triton.url}")
+    chosen = ready[-1] if version is None else version
+    if chosen not in ready:
+        raise VersionMismatch(f"{model} v{chosen} is not ready (ready: {ready})")
+    return ParamModel(triton, ParamModelMeta.load(repository, model, chosen))
