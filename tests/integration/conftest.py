@@ -13,11 +13,14 @@ import pytest
 
 from client.demo import DemoConfig
 from client.detection import KeyModel, open_key_model
-from client.training import learn_corpus, train_and_publish
+from client.param_detection import ParamModel, open_param_model
+from client.training import Corpus, learn_corpus, train_and_publish
 from client.triton_client import TritonClient
 from client.workload import WorkloadConfig, generate_workload
 from export.deeplog_keys import KeyModelConfig
+from export.deeplog_params import ParamModelConfig, train_param_model
 from export.hdfs_data import hdfs_vocabulary, read_key_sessions
+from export.publish import PARAM_FORMATS, publish_param_model
 from server_config.launcher import TritonServer
 
 
@@ -67,13 +70,40 @@ def hdfs_model(hdfs_dir, repository, triton) -> KeyModel:
 
 
 @pytest.fixture(scope="session")
-def workload_model(repository, triton) -> KeyModel:
-    """DeepLog trained on a generated normal workload with `make demo`'s settings."""
+def demo_corpus() -> Corpus:
+    """The normal training log of `make demo`, parsed."""
     demo = DemoConfig()
-    normal = generate_workload(WorkloadConfig(demo.train_blocks, 0.0, demo.seed))
-    corpus = learn_corpus(normal.lines)
+    return learn_corpus(generate_workload(WorkloadConfig(demo.train_blocks, 0.0, demo.seed)).lines)
+
+
+@pytest.fixture(scope="session")
+def workload_model(repository, triton, demo_corpus) -> KeyModel:
+    """DeepLog's log-key model trained with `make demo`'s settings."""
+    demo = DemoConfig()
     config = KeyModelConfig(top_g=demo.top_g, epochs=demo.epochs, seed=demo.seed)
     version = train_and_publish(
-        corpus.sessions, corpus.vocabulary, repository, config, source="workload"
+        demo_corpus.sessions, demo_corpus.vocabulary, repository, config, source="workload"
     )
     return open_key_model(triton, repository, version)
+
+
+@pytest.fixture(scope="session")
+def param_models(repository, triton, demo_corpus) -> dict[str, ParamModel]:
+    """One trained parameter-value model, published as ONNX and as TorchScript, both served."""
+    demo = DemoConfig()
+    config = ParamModelConfig(
+        confidence=demo.param_confidence, epochs=demo.param_epochs, seed=demo.seed
+    )
+    trained = train_param_model(demo_corpus.series, demo_corpus.vocabulary.size, config)
+    served = {}
+    for export_format, spec in PARAM_FORMATS.items():
+        version = publish_param_model(
+            trained,
+            config,
+            demo_corpus.vocabulary,
+            demo_corpus.schema.to_json(),
+            repository,
+            export_format,
+        )
+        served[export_format] = open_param_model(triton, repository, spec.name, version)
+    return served
