@@ -10,12 +10,13 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
 
-.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs clean
+.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs eval-params clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
 	@echo "make test        lint + the whole test suite (starts real Triton servers)"
 	@echo "make eval-hdfs   DeepLog on ../shared/data/hdfs through Triton; writes reports/hdfs_deeplog.md"
+	@echo "make eval-params parameter-value model vs injected slowdowns; writes reports/deeplog_params.md"
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
 
 $(STAMP): pyproject.toml
@@ -50,6 +51,9 @@ serve: setup
 
 eval-hdfs: setup
 	$(PY) -m client evaluate-hdfs
+
+eval-params: setup
+	$(PY) -m client evaluate-params
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -37,6 +37,16 @@ def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_params(args: argparse.Namespace) -> int:
+    from client.evaluate_params import main_evaluation
+    from export.deeplog_params import ParamModelConfig
+
+    config = ParamModelConfig(epochs=args.epochs, confidence=args.confidence)
+    main_evaluation(args.repository, args.data, args.report, config)
+    print(args.report.read_text())
+    return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from client.detection import open_key_model
     from client.pipeline import detect_stream
@@ -71,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-end-marker", action="store_true", help="train without the END key")
     ev.add_argument("--report", type=Path, default=Path("reports/hdfs_deeplog.md"))
 
+    evp = sub.add_parser(
+        "evaluate-params", help="parameter-value model vs injected performance anomalies"
+    )
+    evp.add_argument("--repository", type=Path, default=Path("build/param_eval/model_repository"))
+    evp.add_argument("--data", type=Path, default=Path("../shared/data"))
+    evp.add_argument("--epochs", type=int, default=40)
+    evp.add_argument("--confidence", type=float, default=0.99)
+    evp.add_argument("--report", type=Path, default=Path("reports/deeplog_params.md"))
+
     detect = sub.add_parser("detect", help="stream a raw HDFS log file to a running server")
     detect.add_argument("log", type=Path)
     detect.add_argument("--url", default="127.0.0.1:8001")
@@ -83,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "evaluate-hdfs": cmd_evaluate_hdfs,
+    "evaluate-params": cmd_evaluate_params,
     "detect": cmd_detect,
 }
 

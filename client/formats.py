@@ -2,7 +2,8 @@
 
 HDFS: a session is a block (``blk_...``); a line naming several blocks belongs to each, as in
 DeepLog's preprocessing. OpenStack: a session is a VM instance (``[instance: <uuid>]``); lines
-naming none (API requests, audits) belong to the stream of their source log file.
+naming none (API requests, audits) belong to the stream of their source log file and component
+(the compute API and the metadata API are two servers with their own request rates).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def hdfs_session_ids(line: ParsedLine) -> list[str]:
 
 def openstack_session_ids(line: ParsedLine) -> list[str]:
     instance = OPENSTACK_INSTANCE.search(line.content)
-    return [instance.group(1)] if instance else [f"stream:{line.header['logrecord'].split('.')[0]}"]
+    if instance:
+        return [instance.group(1)]
+    return [f"stream:{line.header['logrecord'].split('.')[0]}:{line.header['component']}"]
 
 
 def _clock(layout: str, date: str = "date", time: str = "time"):

@@ -87,8 +87,9 @@ class _Entry:
     session: str
     line: int | None
     key: int
-    vector: np.ndarray  # raw units
+    vector: np.ndarray  # [log1p(gap), values...]
     history: np.ndarray  # [h, width] normalised
+    judge_gap: bool  # False for a session's first entry: there is no gap to judge
 
 
 @dataclass
@@ -120,7 +121,8 @@ class ParamDetector:
         if past:
             history[meta.window - len(past) :] = np.stack(past)
         past.append(normalised)
-        self.pending.append(_Entry(session, line, key, vector, history))
+        entry = _Entry(session, line, key, vector, history, not self.builder.first_in_session)
+        self.pending.append(entry)
         return self.flush() if len(self.pending) >= self.batch_entries else []
 
     def flush(self) -> list[ParamAlert]:
@@ -153,7 +155,12 @@ class ParamDetector:
         for dim, constant in self.model.schema.constants.get(entry.key, {}).items():
             centre[dim] = low[dim] = high[dim] = constant
         width = np.maximum(high - low, 1e-9 * np.maximum(np.abs(value), 1.0))
-        excess = np.maximum(low - value, value - high) / width
+        with np.errstate(invalid="ignore"):
+            excess = np.maximum(low - value, value - high) / width
+        # Unjudged: dimensions without a bound (too few validation windows), a first gap.
+        excess[~np.isfinite(width) | np.isnan(excess)] = -np.inf
+        if not entry.judge_gap:
+            excess[0] = -np.inf
         worst = int(np.argmax(excess))
         if excess[worst] <= 0.0:
             return None

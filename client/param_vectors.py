@@ -138,6 +138,9 @@ class VectorBuilder:
     schema: ParamSchema
     last_seen: dict[str, float] = field(default_factory=dict)
     not_numeric: int = 0  # entries whose numeric position held something else (not checked)
+    # Whether the last vector was its session's first here: its gap (0) measures nothing, so
+    # detection leaves that dimension unjudged (a stream joined midway starts with such entries).
+    first_in_session: bool = False
 
     def vector(
         self, key: int, params: tuple[str, ...], when: float, session: str
@@ -146,6 +149,7 @@ class VectorBuilder:
         holds no number."""
         previous = self.last_seen.get(session)
         self.last_seen[session] = when
+        self.first_in_session = previous is None
         positions = self.schema.positions.get(key)
         if positions is None:
             return None

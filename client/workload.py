@@ -31,6 +31,7 @@ class WorkloadConfig:
     seed: int = 0
     malformed_lines: int = 0  # garbage lines mixed in (empty, binary, invalid UTF-8, 1 MB long)
     slowdown: float = 10.0  # how much longer a slow_transfer block takes to write
+    anomaly_types: tuple[str, ...] = ANOMALY_TYPES  # which types to inject
     start: datetime = datetime(2008, 11, 9, 20, 36, 15)
 
 
@@ -254,7 +255,9 @@ def generate_workload(config: WorkloadConfig) -> Workload:
     span = config.blocks * 2.0  # one new block every two seconds on average
     for _ in range(config.blocks):
         block = f"blk_{int(rng.integers(-(2**62), 2**62))}"
-        anomaly = str(rng.choice(ANOMALY_TYPES)) if rng.random() < config.anomaly_rate else None
+        anomaly = (
+            str(rng.choice(config.anomaly_types)) if rng.random() < config.anomaly_rate else None
+        )
         truth[block] = anomaly
         pid = int(rng.integers(10, 30000))
         for t, level, component, content in _block_events(

@@ -29,7 +29,7 @@ def test_an_openstack_api_line_gives_status_len_and_time():
     parsed = LogParser(OPENSTACK_FORMAT).parse(API_LINE, 1)
     assert parsed.template == '<*> "GET <*> <*> status: <*> len: <*> time: <*>'
     assert [numeric_value(p) for p in parsed.params][3:] == [200.0, 1893.0, 0.2477829]
-    assert OPENSTACK_FORMAT.sessions(parsed) == ["stream:nova-api"]
+    assert OPENSTACK_FORMAT.sessions(parsed) == ["stream:nova-api:nova.osapi_compute.wsgi.server"]
     expected = datetime(2017, 5, 16, 0, 0, 0, 8000, tzinfo=timezone.utc).timestamp()
     assert OPENSTACK_FORMAT.clock(parsed.header) == expected
 
