@@ -12,6 +12,7 @@ from pathlib import Path
 
 from client.triton_client import InferenceError, ServerUnavailable
 from export.hdfs_data import DataMissing
+from export.publish import PARAM_FORMATS
 from server_config.launcher import ServerStartError
 
 
@@ -47,20 +48,60 @@ def cmd_evaluate_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from client.formats import FORMATS
+    from client.training import learn_corpus, train_and_publish, train_and_publish_params
+    from export.deeplog_keys import KeyModelConfig
+    from export.deeplog_params import ParamModelConfig
+
+    corpus = learn_corpus(args.log.read_bytes().splitlines(), FORMATS[args.log_format])
+    print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
+    keys = train_and_publish(
+        corpus.sessions,
+        corpus.vocabulary,
+        args.repository,
+        KeyModelConfig(top_g=args.top_g, epochs=args.epochs),
+        source=str(args.log),
+    )
+    print(f"deeplog_keys v{keys} (ONNX) written to {args.repository}")
+    params_version = train_and_publish_params(
+        corpus,
+        args.repository,
+        ParamModelConfig(epochs=args.param_epochs, confidence=args.confidence),
+        export_format=args.format,
+    )
+    name = PARAM_FORMATS[args.format].name
+    print(f"{name} v{params_version} ({args.format}) written to {args.repository}")
+    return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from client.detection import open_key_model
+    from client.formats import FORMATS
+    from client.param_detection import open_param_model
     from client.pipeline import detect_stream
     from client.triton_client import TritonClient
 
     triton = TritonClient(args.url)
-    model = open_key_model(triton, args.repository, args.version, load=not args.no_load)
+    load = not args.no_load
+    model = open_key_model(triton, args.repository, args.version, load=load)
+    params = (
+        open_param_model(triton, args.repository, PARAM_FORMATS[args.params].name, load=load)
+        if args.params
+        else None
+    )
     with open(args.log, "rb") as f:
         summary = detect_stream(
-            (line for line in f), model, lambda a: print(a.to_json(), flush=True)
+            (line for line in f),
+            model,
+            lambda a: print(a.to_json(), flush=True),
+            log_format=FORMATS[args.log_format],
+            params=params,
         )
     print(
         f"# {summary.parse.summary()}; {summary.sessions} sessions, "
-        f"{summary.abnormal_sessions} abnormal, {summary.alerts} alerts",
+        f"{summary.abnormal_sessions} abnormal, {summary.alerts} log-key alerts, "
+        f"{summary.param_alerts} parameter-value alerts",
         file=sys.stderr,
     )
     return 0
@@ -90,8 +131,30 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--confidence", type=float, default=0.99)
     evp.add_argument("--report", type=Path, default=Path("reports/deeplog_params.md"))
 
-    detect = sub.add_parser("detect", help="stream a raw HDFS log file to a running server")
+    train = sub.add_parser("train", help="train both DeepLog models on a normal raw log")
+    train.add_argument("log", type=Path)
+    train.add_argument("--log-format", choices=["hdfs", "openstack"], default="hdfs")
+    train.add_argument("--repository", type=Path, default=Path("model_repository"))
+    train.add_argument(
+        "--format",
+        choices=["onnx", "torchscript"],
+        default="onnx",
+        help="export format of the parameter-value model",
+    )
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--top-g", type=int, default=None, help="default: calibrated")
+    train.add_argument("--param-epochs", type=int, default=40)
+    train.add_argument("--confidence", type=float, default=0.99)
+
+    detect = sub.add_parser("detect", help="stream a raw log file to a running server")
     detect.add_argument("log", type=Path)
+    detect.add_argument("--log-format", choices=["hdfs", "openstack"], default="hdfs")
+    detect.add_argument(
+        "--params",
+        choices=["onnx", "torchscript"],
+        default=None,
+        help="also run the parameter-value check, served from this format",
+    )
     detect.add_argument("--url", default="127.0.0.1:8001")
     detect.add_argument("--repository", type=Path, default=Path("model_repository"))
     detect.add_argument("--version", type=int, default=None)
@@ -103,6 +166,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "evaluate-hdfs": cmd_evaluate_hdfs,
     "evaluate-params": cmd_evaluate_params,
+    "train": cmd_train,
     "detect": cmd_detect,
 }
 

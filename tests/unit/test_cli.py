@@ -1,0 +1,18 @@
+"""The command line: thin commands, clear errors."""
+
+from pathlib import Path
+
+from client.cli import COMMANDS, build_parser, main
+
+
+def test_every_command_parses_and_has_a_handler():
+    parser = build_parser()
+    args = parser.parse_args(["train", "normal.log", "--format", "torchscript"])
+    assert (args.command, args.format, args.log) == ("train", "torchscript", Path("normal.log"))
+    assert parser.parse_args(["detect", "x.log", "--params", "onnx"]).params == "onnx"
+    assert set(COMMANDS) == {"demo", "evaluate-hdfs", "evaluate-params", "train", "detect"}
+
+
+def test_a_missing_log_is_a_one_line_error_not_a_traceback(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nowhere.log"), "--repository", str(tmp_path)]) == 1
+    assert "nowhere.log" in capsys.readouterr().err
