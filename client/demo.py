@@ -107,7 +107,7 @@ def run_demo(config: DemoConfig) -> dict:
             f"serving deeplog_keys v{model.meta.version} (h={model.meta.window}, "
             f"g={model.meta.top_g}, {len(model.meta.vocabulary.names)} keys) and "
             f"deeplog_params v{params.meta.version} ({len(params.meta.thresholds)} keys, "
-            f"{params.meta.confidence:.0%} bounds)"
+            f"{params.meta.confidence:.1%} bounds)"
         )
         shown: Counter = Counter()
         with (
