@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from export.fitting import fit
 from export.windows import windows_of_sessions
 
 
@@ -107,27 +107,20 @@ def train_key_model(
     if len(x) == 0:
         raise ValueError("no training windows: the training data has no sessions")
     model = KeyLSTM(vocab_size, config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     start = time.perf_counter()
-    loss_value = float("nan")
-    bar = tqdm(range(config.epochs), desc="train deeplog_keys", unit="epoch", disable=not progress)
-    model.train()
-    for _ in bar:
-        order = torch.from_numpy(rng.permutation(len(xt)))
-        total, batches = 0.0, 0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.item()
-            batches += 1
-        loss_value = total / batches
-        bar.set_postfix(loss=f"{loss_value:.4f}", windows=len(xt))
-    model.eval()
+    loss_value = fit(
+        model,
+        lambda idx: loss_fn(model(xt[idx]), yt[idx]),
+        len(xt),
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        rng,
+        "train deeplog_keys",
+        progress,
+    )
     seconds = time.perf_counter() - start
     if config.top_g is not None:
         return model, TrainingReport(len(xt), config.epochs, loss_value, seconds, config.top_g)

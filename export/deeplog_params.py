@@ -26,7 +26,8 @@ from statistics import NormalDist
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
+
+from export.fitting import fit
 
 
 @dataclass(frozen=True)
@@ -169,28 +170,23 @@ def train_param_model(
     x, k, y, m = (torch.from_numpy(a[~held_out]) for a in every)
     vx, vk, vy = (a[held_out] for a in every[:3])
     model = ParamLSTM(keys, width, config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     start = time.perf_counter()
-    loss_value = float("nan")
-    bar = tqdm(
-        range(config.epochs), desc="train deeplog_params", unit="epoch", disable=not progress
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        error = (model(x[idx], k[idx, None]) - y[idx]) ** 2 * m[idx]
+        return error.sum() / m[idx].sum().clamp(min=1.0)
+
+    loss_value = fit(
+        model,
+        batch_loss,
+        len(x),
+        config.epochs,
+        config.batch_size,
+        config.learning_rate,
+        rng,
+        "train deeplog_params",
+        progress,
     )
-    model.train()
-    for _ in bar:
-        order = torch.from_numpy(rng.permutation(len(x)))
-        total, batches = 0.0, 0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            optimiser.zero_grad()
-            error = (model(x[idx], k[idx, None]) - y[idx]) ** 2 * m[idx]
-            loss = error.sum() / m[idx].sum().clamp(min=1.0)
-            loss.backward()
-            optimiser.step()
-            total += loss.item()
-            batches += 1
-        loss_value = total / max(batches, 1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", windows=len(x))
-    model.eval()
     dims = {s.key: s.vectors.shape[1] for s in series}
     thresholds = gaussian_thresholds(model, vx, vk, vy, dims, config.confidence)
     report = ParamTrainingReport(

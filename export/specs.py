@@ -43,14 +43,19 @@ DEEPLOG_PARAMS = ModelSpec(
     parameters={"intra_op_thread_count": "1"},
 )
 
-# The same model as TorchScript, for Triton's `pytorch` backend.
-DEEPLOG_PARAMS_TORCHSCRIPT = replace(
-    DEEPLOG_PARAMS,
-    name="deeplog_params_torchscript",
-    backend="pytorch",
-    default_model_filename="model.pt",
-    parameters={"INTRA_OP_THREAD_COUNT": "1"},
-)
+
+def torchscript_variant(spec: ModelSpec) -> ModelSpec:
+    """The same model as TorchScript, for Triton's `pytorch` backend."""
+    return replace(
+        spec,
+        name=f"{spec.name}_torchscript",
+        backend="pytorch",
+        default_model_filename="model.pt",
+        parameters={"INTRA_OP_THREAD_COUNT": "1"},
+    )
+
+
+DEEPLOG_PARAMS_TORCHSCRIPT = torchscript_variant(DEEPLOG_PARAMS)
 
 ALL_SPECS = (DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT)
 

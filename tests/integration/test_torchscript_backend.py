@@ -1,6 +1,5 @@
 """The `pytorch` backend shim serves a standard TorchScript model folder."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,9 @@ import torch
 from client.triton_client import TritonClient
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.repository import write_version
-from export.specs import DEEPLOG_KEYS
+from export.specs import DEEPLOG_KEYS, torchscript_variant
 
-TORCHSCRIPT_KEYS = replace(
-    DEEPLOG_KEYS,
-    name="deeplog_keys_torchscript",
-    backend="pytorch",
-    default_model_filename="model.pt",
-    parameters={"INTRA_OP_THREAD_COUNT": "1"},
-)
+TORCHSCRIPT_KEYS = torchscript_variant(DEEPLOG_KEYS)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
