@@ -57,7 +57,21 @@ def torchscript_variant(spec: ModelSpec) -> ModelSpec:
 
 DEEPLOG_PARAMS_TORCHSCRIPT = torchscript_variant(DEEPLOG_PARAMS)
 
-ALL_SPECS = (DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT)
+ASGNET_VNET = ModelSpec(
+    name="asgnet_vnet",
+    inputs=(
+        # log1p(count) of each log key in the unit; the width is the version's key vocabulary.
+        TensorSpec("COUNTS", "float32", (-1,), dynamic_names=("keys",)),
+    ),
+    outputs=(
+        # The latent mean: the unit's statistical representation.
+        TensorSpec("LATENT", "float32", (-1,), dynamic_names=("latent",)),
+    ),
+    fixed_axes=("keys", "latent"),
+    parameters={"intra_op_thread_count": "1"},
+)
+
+ALL_SPECS = (DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT, ASGNET_VNET)
 
 
 def spec_by_name(name: str) -> ModelSpec:
