@@ -6,15 +6,18 @@ into the version folder they belong to, so a client reads them from the version 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.deeplog_params import Normaliser, ParamModelConfig, TrainedParamModel
+from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
     check_parity,
     check_torchscript_parity,
@@ -22,7 +25,12 @@ from export.onnx_export import (
     export_torchscript,
 )
 from export.repository import read_meta, write_version
-from export.specs import DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT
+from export.specs import (
+    ASGNET_TOKENIZER,
+    DEEPLOG_KEYS,
+    DEEPLOG_PARAMS,
+    DEEPLOG_PARAMS_TORCHSCRIPT,
+)
 from export.vocab import KeyVocabulary
 
 
@@ -164,3 +172,20 @@ def publish_param_model(
         }
 
     return write_version(repository, spec, fill)
+
+
+TOKENIZER_MODEL_SOURCE = Path(__file__).parent / "triton_models" / "asgnet_tokenizer.py"
+
+
+def publish_tokenizer(tokenizer: Tokenizer, repository: Path) -> int:
+    """The tokenizer as a Triton Python model: its model.py and tokenizer.json in one version."""
+
+    def fill(folder: Path, version: int) -> dict[str, Any]:
+        shutil.copyfile(TOKENIZER_MODEL_SOURCE, folder / ASGNET_TOKENIZER.default_model_filename)
+        save_tokenizer(tokenizer, folder)
+        return {
+            "vocab_size": tokenizer.get_vocab_size(),
+            "max_length": tokenizer.truncation["max_length"] if tokenizer.truncation else None,
+        }
+
+    return write_version(repository, ASGNET_TOKENIZER, fill)

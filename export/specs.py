@@ -71,7 +71,29 @@ ASGNET_VNET = ModelSpec(
     parameters={"intra_op_thread_count": "1"},
 )
 
-ALL_SPECS = (DEEPLOG_KEYS, DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT, ASGNET_VNET)
+ASGNET_TOKENIZER = ModelSpec(
+    name="asgnet_tokenizer",
+    backend="python",
+    default_model_filename="model.py",
+    inputs=(
+        # A unit's log text (its templates, one per line), UTF-8.
+        TensorSpec("TEXT", "bytes", (1,)),
+    ),
+    outputs=(
+        # RoBERTa input: <s> tokens </s>, truncated, padded to the request's longest text.
+        TensorSpec("INPUT_IDS", "int64", (-1,), dynamic_names=("tokens",)),
+        TensorSpec("ATTENTION_MASK", "int64", (-1,), dynamic_names=("tokens",)),
+    ),
+    max_batch_size=256,
+)
+
+ALL_SPECS = (
+    DEEPLOG_KEYS,
+    DEEPLOG_PARAMS,
+    DEEPLOG_PARAMS_TORCHSCRIPT,
+    ASGNET_VNET,
+    ASGNET_TOKENIZER,
+)
 
 
 def spec_by_name(name: str) -> ModelSpec:

@@ -1,0 +1,100 @@
+"""The S-Net tokenizer: trained on log text, served by a self-contained Triton Python model."""
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.hdfs_data import HDFS_EVENTS
+from export.log_tokenizer import SPECIAL_TOKENS, encode, save_tokenizer, train_tokenizer, unit_text
+from export.publish import TOKENIZER_MODEL_SOURCE
+
+TEMPLATES = list(HDFS_EVENTS.values())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = [unit_text(TEMPLATES[i : i + 5]) for i in range(len(TEMPLATES))] * 4
+    return train_tokenizer(texts, vocab_size=400, max_length=32)
+
+
+def test_special_tokens_have_robertas_ids(tokenizer):
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+
+
+def test_texts_are_framed_truncated_and_padded_to_the_longest(tokenizer):
+    ids, mask = encode(tokenizer, [TEMPLATES[0], unit_text(TEMPLATES)])
+    assert ids.shape == mask.shape == (2, 32)  # the long one is truncated to max_length
+    assert ids[0, 0] == 0 and 2 in ids[0]  # <s> ... </s>
+    assert mask[0].sum() < 32 and (ids[0][mask[0] == 0] == 1).all()  # padded with <pad>
+    assert mask[1].all()
+
+
+class _Tensor:
+    def __init__(self, name, array):
+        self.name, self.array = name, array
+
+    def as_numpy(self):
+        return self.array
+
+
+class _Response:
+    def __init__(self, output_tensors=(), error=None):
+        self.outputs = {t.name: t.array for t in output_tensors}
+        self.error = error
+
+
+@pytest.fixture
+def served(tokenizer, tmp_path, monkeypatch):
+    stub = types.ModuleType("triton_python_backend_utils")
+    stub.Tensor, stub.InferenceResponse, stub.TritonError = _Tensor, _Response, str
+    stub.get_input_tensor_by_name = lambda request, name: _Tensor(name, request[name])
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+    (tmp_path / "1").mkdir()
+    save_tokenizer(tokenizer, tmp_path / "1")
+    spec = importlib.util.spec_from_file_location("tokenizer_model", TOKENIZER_MODEL_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.initialize(
+        {
+            "model_repository": str(tmp_path),
+            "model_version": "1",
+            "model_config": '{"output": [{"name": "INPUT_IDS"}, {"name": "ATTENTION_MASK"}]}',
+        }
+    )
+    return model
+
+
+def _request(*texts: bytes) -> dict:
+    return {"TEXT": np.array([[t] for t in texts], dtype=object)}
+
+
+def test_the_served_model_encodes_as_training_does(served, tokenizer):
+    (response,) = served.execute([_request(TEMPLATES[0].encode(), TEMPLATES[3].encode())])
+    ids, mask = encode(tokenizer, [TEMPLATES[0], TEMPLATES[3]])
+    np.testing.assert_array_equal(response.outputs["INPUT_IDS"], ids)
+    np.testing.assert_array_equal(response.outputs["ATTENTION_MASK"], mask)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"", "TEXT is empty"),
+        (b"  \n ", "TEXT is empty"),
+        (b"\xff\xfe log", "not valid UTF-8"),
+        (b"x" * (2 * 1024 * 1024), "the limit is 1,048,576"),
+    ],
+)
+def test_bad_text_gets_a_clear_error_and_the_other_requests_still_run(served, text, message):
+    bad, good = served.execute([_request(text), _request(TEMPLATES[1].encode())])
+    assert message in bad.error
+    assert good.error is None and good.outputs["INPUT_IDS"].shape[0] == 1
+
+
+def test_the_model_file_is_self_contained():
+    source = Path(TOKENIZER_MODEL_SOURCE).read_text()
+    assert "from export" not in source and "from client" not in source
