@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,30 @@ def loghub_dir() -> Path:
     if not folder.is_dir():
         pytest.skip(f"{folder} is missing: the loghub samples live in ../shared/data")
     return folder
+
+
+class _Tensor:
+    def __init__(self, name, array):
+        self.name, self.array = name, array
+
+    def as_numpy(self):
+        return self.array
+
+
+class _Response:
+    def __init__(self, output_tensors=(), error=None):
+        self.outputs = {t.name: t.array for t in output_tensors}
+        self.error = error
+
+
+@pytest.fixture
+def pb_utils(monkeypatch):
+    """The slice of Triton's triton_python_backend_utils our model.py files use; a request is
+    a dict of input name -> numpy array."""
+    stub = types.ModuleType("triton_python_backend_utils")
+    stub.Tensor, stub.InferenceResponse, stub.TritonError = _Tensor, _Response, str
+    stub.get_input_tensor_by_name = lambda request, name: (
+        _Tensor(name, request[name]) if name in request else None
+    )
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+    return stub

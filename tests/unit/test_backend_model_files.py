@@ -2,8 +2,6 @@
 
 import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,33 +17,10 @@ from export.specs import DEEPLOG_KEYS
 BACKENDS = Path(__file__).resolve().parents[2] / "server_config" / "backends"
 
 
-class _Tensor:
-    def __init__(self, name, array):
-        self.name, self.array = name, array
-
-    def as_numpy(self):
-        return self.array
-
-
-class _Response:
-    def __init__(self, output_tensors=(), error=None):
-        self.outputs = {t.name: t.array for t in output_tensors}
-        self.error = error
-
-
 @pytest.fixture
-def pb_utils(monkeypatch):
-    """The slice of triton_python_backend_utils the adapter uses."""
-    stub = types.ModuleType("triton_python_backend_utils")
-    stub.Tensor = _Tensor
-    stub.InferenceResponse = _Response
-    stub.TritonError = str
-    stub.get_input_tensor_by_name = lambda request, name: (
-        _Tensor(name, request[name]) if name in request else None
-    )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+def backends_on_path(pb_utils, monkeypatch):
     monkeypatch.syspath_prepend(str(BACKENDS))  # where Triton's stub finds stub_path.py
-    return stub
+    return pb_utils
 
 
 def _load(backend: str):
@@ -57,7 +32,7 @@ def _load(backend: str):
     return module.TritonPythonModel()
 
 
-def test_the_onnxruntime_backend_serves_an_onnx_model_folder(pb_utils, tmp_path):
+def test_the_onnxruntime_backend_serves_an_onnx_model_folder(backends_on_path, tmp_path):
     torch.manual_seed(0)
     config = KeyModelConfig(hidden=8, embedding=4, window=4, top_g=2)
     serving = KeyModelServing(KeyLSTM(7, config), config.top_g).eval()

@@ -1,8 +1,6 @@
 """The S-Net tokenizer: trained on log text, served by a self-contained Triton Python model."""
 
 import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -33,26 +31,8 @@ def test_texts_are_framed_truncated_and_padded_to_the_longest(tokenizer):
     assert mask[1].all()
 
 
-class _Tensor:
-    def __init__(self, name, array):
-        self.name, self.array = name, array
-
-    def as_numpy(self):
-        return self.array
-
-
-class _Response:
-    def __init__(self, output_tensors=(), error=None):
-        self.outputs = {t.name: t.array for t in output_tensors}
-        self.error = error
-
-
 @pytest.fixture
-def served(tokenizer, tmp_path, monkeypatch):
-    stub = types.ModuleType("triton_python_backend_utils")
-    stub.Tensor, stub.InferenceResponse, stub.TritonError = _Tensor, _Response, str
-    stub.get_input_tensor_by_name = lambda request, name: _Tensor(name, request[name])
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
+def served(tokenizer, tmp_path, pb_utils):
     (tmp_path / "1").mkdir()
     save_tokenizer(tokenizer, tmp_path / "1")
     spec = importlib.util.spec_from_file_location("tokenizer_model", TOKENIZER_MODEL_SOURCE)
