@@ -87,12 +87,32 @@ ASGNET_TOKENIZER = ModelSpec(
     max_batch_size=256,
 )
 
+ASGNET_SNET = ModelSpec(
+    name="asgnet_snet",
+    inputs=(
+        TensorSpec("INPUT_IDS", "int64", (-1,), dynamic_names=("tokens",)),
+        TensorSpec("ATTENTION_MASK", "int64", (-1,), dynamic_names=("tokens",)),
+    ),
+    outputs=(
+        # The text's features in the information space G-Net gates in.
+        TensorSpec("FEATURES", "float32", (-1,), dynamic_names=("info",)),
+        # The semantic head's class probabilities and its confidence (the largest of them).
+        TensorSpec("PROBS", "float32", (-1,), dynamic_names=("classes",)),
+        TensorSpec("CONFIDENCE", "float32", (1,)),
+    ),
+    fixed_axes=("info", "classes"),
+    max_batch_size=256,
+    atol=1e-4,
+    parameters={"intra_op_thread_count": "1"},
+)
+
 ALL_SPECS = (
     DEEPLOG_KEYS,
     DEEPLOG_PARAMS,
     DEEPLOG_PARAMS_TORCHSCRIPT,
     ASGNET_VNET,
     ASGNET_TOKENIZER,
+    ASGNET_SNET,
 )
 
 
