@@ -17,11 +17,12 @@ from tqdm import tqdm
 
 from client.alerts import Alert
 from client.detection import open_key_model
+from client.evaluate import precision_recall_f1
 from client.param_detection import ParamAlert, open_param_model
 from client.pipeline import StreamSummary, detect_stream
 from client.training import learn_corpus, train_and_publish, train_and_publish_params
 from client.triton_client import TritonClient
-from client.workload import WorkloadConfig, generate_workload
+from client.workload import Workload, WorkloadConfig, generate_workload
 from export.deeplog_keys import KeyModelConfig
 from export.deeplog_params import ParamModelConfig
 from server_config.launcher import TritonServer
@@ -125,7 +126,7 @@ def run_demo(config: DemoConfig) -> dict:
         triton.close()
 
     _step("5/5 summary")
-    result = _summarise(test.truth, summary, alerts_path)
+    result = _summarise(test, summary, alerts_path)
     result.update(version=version, param_version=param_version)
     (config.workdir / "summary.json").write_text(json.dumps(result, indent=1))
     return result
@@ -133,17 +134,12 @@ def run_demo(config: DemoConfig) -> dict:
 
 def _scores(flagged: set[str], actual: set[str]) -> dict[str, float]:
     tp, fp, fn = len(flagged & actual), len(flagged - actual), len(actual - flagged)
-    return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": tp / (tp + fp) if tp + fp else 0.0,
-        "recall": tp / (tp + fn) if tp + fn else 0.0,
-    }
+    precision, recall, _ = precision_recall_f1(tp, fp, fn)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall}
 
 
-def _summarise(truth: dict[str, str | None], summary: StreamSummary, alerts_path: Path) -> dict:
-    actual = {b for b, kind in truth.items() if kind}
+def _summarise(test: Workload, summary: StreamSummary, alerts_path: Path) -> dict:
+    truth, actual = test.truth, test.anomalous_blocks
     by_check = {
         "log_key": {s for s, bad in summary.verdicts.items() if bad},
         "parameter_value": set(summary.param_sessions),

@@ -16,7 +16,6 @@ import numpy as np
 from client.alerts import Alert, key_reason, key_ref
 from client.triton_client import TritonClient
 from export.publish import KeyModelMeta
-from export.repository import VersionMismatch
 from export.specs import DEEPLOG_KEYS
 from export.vocab import END, UNKNOWN
 from export.windows import WindowStream, session_windows
@@ -55,26 +54,7 @@ class KeyModel:
         """Score many windows, in requests of up to ``max_batch`` windows each."""
         if windows.ndim != 2 or windows.shape[1] != self.meta.window:
             raise ValueError(f"windows must be [n, {self.meta.window}], got {windows.shape}")
-        parts = []
-        for i in range(0, len(windows), self.max_batch):
-            result = self.triton.infer(
-                DEEPLOG_KEYS.name,
-                {
-                    "WINDOWS": np.ascontiguousarray(windows[i : i + self.max_batch], np.int64),
-                    "NEXT_KEY": np.ascontiguousarray(
-                        next_keys[i : i + self.max_batch, None], np.int64
-                    ),
-                },
-                DEEPLOG_KEYS.output_names,
-                version=self.meta.version,
-            )
-            if result.model_version != str(self.meta.version):
-                raise VersionMismatch(
-                    f"asked {DEEPLOG_KEYS.name} v{self.meta.version}, "
-                    f"answered by v{result.model_version}"
-                )
-            parts.append(result.outputs)
-        if not parts:
+        if len(windows) == 0:
             g = self.meta.top_g
             return Scores(
                 np.zeros(0, np.int64),
@@ -82,14 +62,16 @@ class KeyModel:
                 np.zeros((0, g), np.float32),
                 np.zeros(0, bool),
             )
-        rank = np.concatenate([p["RANK"] for p in parts])[:, 0]
-        anomalous = (rank >= self.meta.top_g) | (next_keys == UNKNOWN)
-        return Scores(
-            rank,
-            np.concatenate([p["TOP_KEYS"] for p in parts]),
-            np.concatenate([p["TOP_PROBS"] for p in parts]),
-            anomalous,
+        out = self.triton.infer_in_batches(
+            DEEPLOG_KEYS.name,
+            {"WINDOWS": windows.astype(np.int64), "NEXT_KEY": next_keys[:, None].astype(np.int64)},
+            DEEPLOG_KEYS.output_names,
+            version=self.meta.version,
+            max_batch=self.max_batch,
         )
+        rank = out["RANK"][:, 0]
+        anomalous = (rank >= self.meta.top_g) | (next_keys == UNKNOWN)
+        return Scores(rank, out["TOP_KEYS"], out["TOP_PROBS"], anomalous)
 
     def sessions_anomalous(self, sessions: Sequence[Sequence[int]]) -> np.ndarray:
         """Verdict per complete key session (True = abnormal), all windows in large requests."""
@@ -195,12 +177,5 @@ def open_key_model(
 
     Without ``version``, the newest ready version is used.
     """
-    if load:
-        triton.load_model(DEEPLOG_KEYS.name)
-    ready = triton.ready_versions(DEEPLOG_KEYS.name)
-    if not ready:
-        raise RuntimeError(f"{DEEPLOG_KEYS.name} has no ready version on {triton.url}")
-    chosen = ready[-1] if version is None else version
-    if chosen not in ready:
-        raise VersionMismatch(f"{DEEPLOG_KEYS.name} v{chosen} is not ready (ready: {ready})")
+    chosen = triton.bind_version(DEEPLOG_KEYS.name, version, load)
     return KeyModel(triton, KeyModelMeta.load(repository, chosen))

@@ -64,6 +64,14 @@ def confusion(
     return tp, fp, fn
 
 
+def precision_recall_f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """The three figures, 0.0 where a denominator is empty."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
 def evaluate_hdfs(
     repository: Path, config: KeyModelConfig, data_root: Path | None = None
 ) -> EvalResult:
@@ -98,9 +106,7 @@ def evaluate_hdfs(
         triton.close()
     flags = dict(zip(unique, verdicts.tolist(), strict=True))
     tp, fp, fn = confusion(flags, normal, abnormal)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
     return EvalResult(
         top_g,
         sum(normal.values()),

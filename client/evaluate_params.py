@@ -27,13 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from client.formats import HDFS_FORMAT, OPENSTACK_FORMAT
-from client.param_detection import ParamDetector, ParamModel, open_param_model
+from client.param_detection import ParamAlert, ParamDetector, ParamModel, open_param_model
 from client.parsing import LogFormat, LogParser
 from client.training import learn_corpus, train_and_publish_params
 from client.triton_client import TritonClient
 from client.workload import WorkloadConfig, generate_workload
 from export.deeplog_params import ParamModelConfig
-from export.vocab import FIRST_KEY
 from server_config.launcher import TritonServer
 
 MAGNITUDES = (1.5, 2.0, 5.0, 10.0)
@@ -57,26 +56,17 @@ class InjectionRow:
 
 def flagged_lines(
     lines: Sequence[bytes], model: ParamModel, log_format: LogFormat
-) -> tuple[dict[int, str], dict[int, str], int]:
-    """Run the parameter check over a log: (flagged line -> deviating dimension,
-    line -> session, entries checked)."""
+) -> tuple[dict[int, ParamAlert], int]:
+    """Run the parameter check over a log: (line number -> its alert, entries checked)."""
     parser = LogParser(log_format, templates=model.meta.vocabulary.templates, learn=False)
     detector = ParamDetector(model)
-    flagged: dict[int, str] = {}
-    sessions: dict[int, str] = {}
+    alerts: list[ParamAlert] = []
     for line_no, raw in enumerate(lines, start=1):
         parsed = parser.parse(raw, line_no)
-        if parsed is None or parsed.template_id < 0:
-            continue
-        ids = log_format.sessions(parsed)
-        sessions[line_no] = ids[0] if ids else ""
-        key = FIRST_KEY + parsed.template_id
-        when = log_format.clock(parsed.header)
-        for alert in detector.push(sessions[line_no], key, parsed.params, when, line_no):
-            flagged[alert.line] = alert.dimension
-    for alert in detector.flush():
-        flagged[alert.line] = alert.dimension
-    return flagged, sessions, detector.checked
+        if parsed is not None:
+            alerts += detector.check_line(parsed, log_format)
+    alerts += detector.flush()
+    return {alert.line: alert for alert in alerts}, detector.checked
 
 
 # --- OpenStack ---------------------------------------------------------------------------
@@ -97,23 +87,22 @@ def slow_requests(lines: list[bytes], factor: float, rng: np.random.Generator) -
 def delayed_steps(lines: list[bytes], factor: float, rng: np.random.Generator) -> tuple:
     """Move an instance step (and the rest of its instance) later, so its gap is x factor."""
     stamps = [_openstack_time(line) for line in lines]
+    instances = [(found.group(1) if (found := _INSTANCE.search(line)) else None) for line in lines]
     last_of: dict[bytes, int] = {}
     eligible: list[tuple[int, float]] = []  # (line index, gap before it)
-    for i, line in enumerate(lines):
-        found = _INSTANCE.search(line)
-        if not found or stamps[i] is None:
+    for i, instance in enumerate(instances):
+        if instance is None or stamps[i] is None:
             continue
-        previous = last_of.get(found.group(1))
+        previous = last_of.get(instance)
         if previous is not None and stamps[i] - stamps[previous] > 0.05:
             eligible.append((i, stamps[i] - stamps[previous]))
-        last_of[found.group(1)] = i
+        last_of[instance] = i
     picked = rng.choice(len(eligible), max(1, int(len(eligible) * INJECT_SHARE)), replace=False)
     shift = [0.0] * len(lines)
     for j in picked:
         i, gap = eligible[j]
-        instance = _INSTANCE.search(lines[i]).group(1)
         for k in range(i, len(lines)):
-            if _INSTANCE.search(lines[k]) and _INSTANCE.search(lines[k]).group(1) == instance:
+            if instances[k] == instances[i]:
                 shift[k] += gap * (factor - 1)
     out = [
         _with_time(line, stamps[i] + shift[i]) if shift[i] else line for i, line in enumerate(lines)
@@ -122,14 +111,9 @@ def delayed_steps(lines: list[bytes], factor: float, rng: np.random.Generator) -
 
 
 def _openstack_time(line: bytes) -> float | None:
-    parts = line.split(b" ", 3)
-    if len(parts) < 4:
-        return None
-    try:
-        when = datetime.strptime(f"{parts[1].decode()} {parts[2].decode()}", _OPENSTACK_STAMP)
-    except ValueError:
-        return None
-    return when.replace(tzinfo=timezone.utc).timestamp()
+    """The line's time by the format's own clock; None for a line without an OpenStack header."""
+    match = OPENSTACK_FORMAT.pattern.match(line.decode("utf-8", errors="replace"))
+    return OPENSTACK_FORMAT.clock(match.groupdict()) if match else None
 
 
 def _with_time(line: bytes, seconds: float) -> bytes:
@@ -151,7 +135,7 @@ def evaluate_openstack(
     corpus = learn_corpus(train, OPENSTACK_FORMAT)
     version = train_and_publish_params(corpus, repository, config)
     model = open_param_model(triton, repository, version=version)
-    clean, _, checked = flagged_lines(held_out, model, OPENSTACK_FORMAT)
+    clean, checked = flagged_lines(held_out, model, OPENSTACK_FORMAT)
     fpr = len(clean) / max(checked, 1)
     rows = []
     # Each injection, and the dimension an alert must name to count as catching it.
@@ -165,9 +149,13 @@ def evaluate_openstack(
             for repeat in range(REPEATS):  # few eligible entries: repeat with other draws
                 rng = np.random.default_rng(seed + repeat)
                 changed, injected = inject(held_out, magnitude, rng)
-                flagged, _, _ = flagged_lines(changed, model, OPENSTACK_FORMAT)
+                flagged, _ = flagged_lines(changed, model, OPENSTACK_FORMAT)
                 injected_total += len(injected)
-                caught += sum(1 for i in injected if flagged.get(i, "").startswith(dimension))
+                caught += sum(
+                    1
+                    for i in injected
+                    if i in flagged and flagged[i].dimension.startswith(dimension)
+                )
             rows.append(
                 InjectionRow(
                     "OpenStack_2k",
@@ -193,7 +181,7 @@ def evaluate_workload(
     version = train_and_publish_params(corpus, repository, config)
     model = open_param_model(triton, repository, version=version)
     clean_log = generate_workload(WorkloadConfig(blocks=600, anomaly_rate=0.0, seed=seed + 1))
-    clean, _, checked = flagged_lines(clean_log.lines, model, HDFS_FORMAT)
+    clean, checked = flagged_lines(clean_log.lines, model, HDFS_FORMAT)
     fpr = len(clean) / max(checked, 1)
     rows = []
     for magnitude in tqdm(MAGNITUDES, desc="workload slow block write", unit="magnitude"):
@@ -206,9 +194,9 @@ def evaluate_workload(
                 anomaly_types=("slow_transfer",),
             )
         )
-        flagged, sessions, _ = flagged_lines(workload.lines, model, HDFS_FORMAT)
+        flagged, _ = flagged_lines(workload.lines, model, HDFS_FORMAT)
         slow = workload.anomalous_blocks
-        caught = {sessions[line] for line, dim in flagged.items() if dim == "gap_s"} & slow
+        caught = {a.session for a in flagged.values() if a.dimension == "gap_s"} & slow
         rows.append(
             InjectionRow(
                 "workload (HDFS-like)",

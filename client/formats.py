@@ -29,9 +29,11 @@ def openstack_session_ids(line: ParsedLine) -> list[str]:
     return [f"stream:{line.header['logrecord'].split('.')[0]}:{line.header['component']}"]
 
 
-def _clock(layout: str, date: str = "date", time: str = "time"):
+def _clock(layout: str):
+    """Seconds since the epoch from the header's date and time fields (UTC: logs carry no zone)."""
+
     def clock(header: dict[str, str]) -> float:
-        when = datetime.strptime(f"{header[date]} {header[time]}", layout)
+        when = datetime.strptime(f"{header['date']} {header['time']}", layout)
         return when.replace(tzinfo=timezone.utc).timestamp()
 
     return clock

@@ -2,9 +2,9 @@
 from the previous h vectors of its key; abnormal when a dimension's error is outside the
 version's Gaussian bound for that key and dimension.
 
-Histories are per key within a session (the stream, where a format has no
-sessions). Requests carry many entries and are
-pinned to the version whose normaliser, schema and bounds built them.
+Histories are per key within a session (the stream, where a format has no sessions).
+Requests carry many entries and are pinned to the version whose normaliser, schema and bounds
+built them.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import numpy as np
 
 from client.alerts import KeyRef, key_ref
 from client.param_vectors import ParamSchema, VectorBuilder
+from client.parsing import LogFormat, ParsedLine
 from client.triton_client import TritonClient
 from export.publish import ParamModelMeta
-from export.repository import VersionMismatch
 from export.specs import DEEPLOG_PARAMS
+from export.vocab import FIRST_KEY
 
 
 @dataclass(frozen=True)
@@ -61,25 +62,16 @@ class ParamModel:
 
     def predict(self, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """[n, h, width] normalised histories and [n] keys -> [n, width] predicted vectors."""
-        parts = []
-        for i in range(0, len(keys), self.max_batch):
-            result = self.triton.infer(
-                self.meta.model,
-                {
-                    "HISTORY": np.ascontiguousarray(history[i : i + self.max_batch], np.float32),
-                    "KEY": np.ascontiguousarray(keys[i : i + self.max_batch, None], np.int64),
-                },
-                ["PREDICTED"],
-                version=self.meta.version,
-            )
-            if result.model_version != str(self.meta.version):
-                raise VersionMismatch(
-                    f"asked {self.meta.model} v{self.meta.version}, "
-                    f"answered by v{result.model_version}"
-                )
-            parts.append(result.outputs["PREDICTED"])
-        width = self.meta.width
-        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+        if len(keys) == 0:
+            return np.zeros((0, self.meta.width), np.float32)
+        out = self.triton.infer_in_batches(
+            self.meta.model,
+            {"HISTORY": history.astype(np.float32), "KEY": keys[:, None].astype(np.int64)},
+            ["PREDICTED"],
+            version=self.meta.version,
+            max_batch=self.max_batch,
+        )
+        return out["PREDICTED"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +98,20 @@ class ParamDetector:
 
     def __post_init__(self) -> None:
         self.builder = VectorBuilder(self.model.schema)
+
+    def check_line(self, parsed: ParsedLine, log_format: LogFormat) -> list[ParamAlert]:
+        """One line from a frozen parser built on this version's templates; a line of an unknown
+        template has no learnt parameters and is not checked here."""
+        if parsed.template_id < 0:
+            return []
+        sessions = log_format.sessions(parsed)
+        return self.push(
+            sessions[0] if sessions else "",
+            FIRST_KEY + parsed.template_id,
+            parsed.params,
+            log_format.clock(parsed.header),
+            parsed.line_no,
+        )
 
     def push(
         self, session: str, key: int, params: tuple[str, ...], when: float, line: int | None
@@ -187,12 +193,5 @@ def open_param_model(
     load: bool = True,
 ) -> ParamModel:
     """Ask the server to load a parameter-value model; bind to a ready version and its meta."""
-    if load:
-        triton.load_model(model)
-    ready = triton.ready_versions(model)
-    if not ready:
-        raise RuntimeError(f"{model} has no ready version on {triton.url}")
-    chosen = ready[-1] if version is None else version
-    if chosen not in ready:
-        raise VersionMismatch(f"{model} v{chosen} is not ready (ready: {ready})")
+    chosen = triton.bind_version(model, version, load)
     return ParamModel(triton, ParamModelMeta.load(repository, model, chosen))

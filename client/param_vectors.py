@@ -46,9 +46,6 @@ class ParamSchema:
     # are checked for equality, not against a bound fitted to the model's rounding noise.
     constants: dict[int, dict[int, float]] = field(default_factory=dict)
 
-    def dims(self, key: int) -> int:
-        return 1 + len(self.positions[key])
-
     def to_json(self) -> dict:
         keys = {
             str(k): {"positions": list(self.positions[k]), "names": list(self.names[k])}
@@ -159,6 +156,3 @@ class VectorBuilder:
             return None
         gap = 0.0 if previous is None else max(when - previous, 0.0)
         return np.array([math.log1p(gap), *values], dtype=np.float64)
-
-    def forget(self, session: str) -> None:
-        self.last_seen.pop(session, None)

@@ -81,10 +81,8 @@ def detect_stream(
             without_session += 1
         for session in sessions:
             emit(detector.push(session, key, line_no), "alerts")
-        if param_detector is not None and key != UNKNOWN:
-            when = log_format.clock(parsed.header)
-            session = sessions[0] if sessions else ""
-            emit(param_detector.push(session, key, parsed.params, when, line_no), "param_alerts")
+        if param_detector is not None:
+            emit(param_detector.check_line(parsed, log_format), "param_alerts")
     emit(detector.close_all(), "alerts")
     if param_detector is not None:
         emit(param_detector.flush(), "param_alerts")

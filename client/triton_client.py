@@ -15,6 +15,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from export.repository import VersionMismatch
+
 RETRYABLE = {
     "StatusCode.UNAVAILABLE",
     "StatusCode.DEADLINE_EXCEEDED",
@@ -114,8 +116,45 @@ class TritonClient:
             outputs=requested,
             client_timeout=self.timeout_s,
         )
-        response = result.get_response()
-        return InferResult({n: result.as_numpy(n) for n in outputs}, response.model_version)
+        answered = result.get_response().model_version
+        if version is not None and answered != str(version):
+            raise VersionMismatch(f"asked {model} v{version}, answered by v{answered}")
+        return InferResult({n: result.as_numpy(n) for n in outputs}, answered)
+
+    def infer_in_batches(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        version: int,
+        max_batch: int,
+    ) -> dict[str, np.ndarray]:
+        """Rows of ``inputs`` (at least one) in requests of up to ``max_batch`` rows, all pinned to
+        ``version``; each output concatenated back in row order."""
+        rows = len(next(iter(inputs.values())))
+        parts = [
+            self.infer(
+                model,
+                {name: np.ascontiguousarray(a[i : i + max_batch]) for name, a in inputs.items()},
+                outputs,
+                version=version,
+            ).outputs
+            for i in range(0, rows, max_batch)
+        ]
+        return {name: np.concatenate([part[name] for part in parts]) for name in outputs}
+
+    def bind_version(self, model: str, version: int | None = None, load: bool = True) -> int:
+        """Ask the server to load ``model`` (unless ``load`` is False), then return ``version``
+        if it is ready, or the newest ready version when none is named."""
+        if load:
+            self.load_model(model)
+        ready = self.ready_versions(model)
+        if not ready:
+            raise RuntimeError(f"{model} has no ready version on {self.url}")
+        chosen = ready[-1] if version is None else version
+        if chosen not in ready:
+            raise VersionMismatch(f"{model} v{chosen} is not ready (ready: {ready})")
+        return chosen
 
     def close(self) -> None:
         self._client.close()

@@ -11,7 +11,7 @@ most a target. Only normal training data is used to choose it, never labelled an
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -149,7 +149,3 @@ def worst_ranks(
     worst = np.zeros(len(sessions), dtype=np.int64)
     np.maximum.at(worst, owners, ranks)
     return worst
-
-
-def config_to_json(config: KeyModelConfig) -> dict:
-    return asdict(config)

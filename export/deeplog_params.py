@@ -8,9 +8,9 @@ interleaving many blocks, only the session tells them apart). Where a format has
 session is the stream, which is the paper's setting.
 
 The paper trains one LSTM per key; here one LSTM serves every key, conditioned on a key
-embedding, so hundreds of keys are one model in Triton
-rather than hundreds of model folders (and hundreds of Python backend processes on the embedded
-server). Vectors are zero-padded to the widest key; a mask keeps padding out of the loss.
+embedding, so hundreds of keys are one model in Triton rather than hundreds of model folders
+(and hundreds of Python backend processes on the embedded server). Vectors are zero-padded to
+the widest key; a mask keeps padding out of the loss.
 
 A value is abnormal when its prediction error is outside a Gaussian confidence interval of the
 errors on held-out normal data, per key and per dimension, so an alert can say which dimension
@@ -140,17 +140,10 @@ def fit_normaliser(series: list[KeySeries], keys: int, width: int) -> Normaliser
     return Normaliser(mean, std)
 
 
-def _stack(parts: list[tuple[np.ndarray, ...]], width: int, window: int) -> tuple:
-    if not parts:
-        empty = np.zeros((0, width), np.float32)
-        return np.zeros((0, window, width), np.float32), np.zeros(0, np.int64), empty, empty
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
-
-
 def train_param_model(
     series: list[KeySeries], keys: int, config: ParamModelConfig, progress: bool = True
 ) -> TrainedParamModel:
-    """Train on normal series only; fit per-key, per-dimension thresholds on the held-out tail."""
+    """Train on normal series only; fit per-key, per-dimension thresholds on held-out windows."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     series = [s for s in series if len(s.vectors)]
@@ -164,7 +157,7 @@ def train_param_model(
             normaliser.apply(s.key, s.vectors).astype(np.float32), config.window, width
         )
         parts.append((history, np.full(len(target), s.key, dtype=np.int64), target, mask))
-    every = _stack(parts, width, config.window)
+    every = [np.concatenate(column) for column in zip(*parts, strict=True)]
     # A random share of the windows validates: errors on windows the model never fitted.
     held_out = rng.random(len(every[1])) < config.validation
     x, k, y, m = (torch.from_numpy(a[~held_out]) for a in every)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 # numpy dtype name -> Triton data type, for every type our models exchange.
 TRITON_DTYPES = {
     "int64": "TYPE_INT64",
@@ -29,10 +27,6 @@ class TensorSpec:
     @property
     def triton_dtype(self) -> str:
         return TRITON_DTYPES[self.dtype]
-
-    @property
-    def numpy_dtype(self) -> np.dtype:
-        return np.dtype(object) if self.dtype == "bytes" else np.dtype(self.dtype)
 
 
 @dataclass(frozen=True)

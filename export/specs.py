@@ -114,10 +114,3 @@ ALL_SPECS = (
     ASGNET_TOKENIZER,
     ASGNET_SNET,
 )
-
-
-def spec_by_name(name: str) -> ModelSpec:
-    for spec in ALL_SPECS:
-        if spec.name == name:
-            return spec
-    raise KeyError(f"no served model named {name!r}; known: {[s.name for s in ALL_SPECS]}")

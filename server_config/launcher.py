@@ -245,21 +245,19 @@ class TritonServer:
         )
 
     def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self._log_lines()[-lines:]) or "(no log written)"
+
+    def _log_lines(self) -> list[str]:
         try:
-            text = self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
-            return "(no log written)"
-        return "\n".join(text.splitlines()[-lines:])
+            return []
 
     def error_lines(self) -> str:
         """The server's own error lines, without the ones every CPU-only start prints."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log written)"
         errors = [
             line
-            for line in text.splitlines()
+            for line in self._log_lines()
             if (_ERROR_LINE.match(line) or line.startswith("error:"))
             and not any(noise in line for noise in _CPU_ONLY_NOISE)
         ]
