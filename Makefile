@@ -10,13 +10,14 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
 
-.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs eval-params clean
+.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs eval-params eval-asgnet clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
 	@echo "make test        lint + the whole test suite (starts real Triton servers)"
 	@echo "make eval-hdfs   DeepLog on ../shared/data/hdfs through Triton; writes reports/hdfs_deeplog.md"
 	@echo "make eval-params parameter-value model vs injected slowdowns; writes reports/deeplog_params.md"
+	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,9 @@ eval-hdfs: setup
 
 eval-params: setup
 	$(PY) -m client evaluate-params
+
+eval-asgnet: setup
+	$(PY) -m client evaluate-asgnet
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

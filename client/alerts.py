@@ -46,6 +46,41 @@ class Alert:
         )
 
 
+@dataclass(frozen=True)
+class SimilarUnit:
+    """A labelled training unit close to the diagnosed one in S-Net's embedding space."""
+
+    unit: str
+    label: str
+    distance: float  # squared L2 between the embeddings
+    occurrences: int  # how many identical training rows it stands for
+
+
+@dataclass(frozen=True)
+class DiagnosisAlert:
+    """ASGNet judged the whole session abnormal, and says of which kind."""
+
+    session: str
+    check: str  # "diagnosis"
+    label: str  # the likeliest class (never "normal" in an alert)
+    probability: float
+    probabilities: dict[str, float]
+    similar: tuple[SimilarUnit, ...]  # the k most similar past units, nearest first
+    lines: tuple[int, ...]  # the session's raw line numbers (first few)
+    model: str
+    model_version: int  # the ASGNet version whose classes and index were used
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    def headline(self) -> str:
+        nearest = ", ".join(f"{s.label} ({s.unit}, d={s.distance:.3g})" for s in self.similar)
+        return (
+            f"{self.session}: diagnosed {self.label} (p={self.probability:.2f}); "
+            f"similar past units: {nearest or 'none indexed'}"
+        )
+
+
 def key_ref(vocabulary: KeyVocabulary, key: int, probability: float | None = None) -> KeyRef:
     return KeyRef(key, vocabulary.name(key), vocabulary.template(key), probability)
 

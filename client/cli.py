@@ -48,6 +48,14 @@ def cmd_evaluate_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_asgnet(args: argparse.Namespace) -> int:
+    from client.evaluate_asgnet import main_evaluation
+
+    main_evaluation(args.datasets, args.data, args.report)
+    print(args.report.read_text())
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from client.formats import FORMATS
     from client.training import learn_corpus, train_and_publish, train_and_publish_params
@@ -78,9 +86,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from client.detection import open_key_model
     from client.formats import FORMATS
+    from client.log_anomaly import open_log_anomaly
     from client.param_detection import open_param_model
     from client.pipeline import detect_stream
     from client.triton_client import TritonClient
+    from export.repository import versions
+    from export.specs import ASGNET_GNET
 
     triton = TritonClient(args.url)
     load = not args.no_load
@@ -90,6 +101,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if args.params
         else None
     )
+    # The default path is the log_anomaly ensemble, wherever an ASGNet version is published.
+    diagnose = (
+        open_log_anomaly(triton, model, args.repository, load=load)
+        if not args.no_asgnet and versions(args.repository, ASGNET_GNET.name)
+        else None
+    )
     with open(args.log, "rb") as f:
         summary = detect_stream(
             (line for line in f),
@@ -97,11 +114,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
             lambda a: print(a.to_json(), flush=True),
             log_format=FORMATS[args.log_format],
             params=params,
+            diagnose=diagnose,
         )
     print(
         f"# {summary.parse.summary()}; {summary.sessions} sessions, "
         f"{summary.abnormal_sessions} abnormal, {summary.alerts} log-key alerts, "
-        f"{summary.param_alerts} parameter-value alerts",
+        f"{summary.param_alerts} parameter-value alerts, {summary.diagnosis_alerts} diagnosis "
+        f"alerts ({'log_anomaly' if diagnose else 'deeplog_keys only'})",
         file=sys.stderr,
     )
     return 0
@@ -131,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     evp.add_argument("--confidence", type=float, default=0.99)
     evp.add_argument("--report", type=Path, default=Path("reports/deeplog_params.md"))
 
+    eva = sub.add_parser(
+        "evaluate-asgnet", help="ASGNet and its ablation on HDFS sessions and BGL windows"
+    )
+    eva.add_argument("--data", type=Path, default=None, help="../shared/data by default")
+    eva.add_argument("--datasets", nargs="+", choices=["hdfs", "bgl"], default=["hdfs", "bgl"])
+    eva.add_argument("--report", type=Path, default=Path("reports/asgnet.md"))
+
     train = sub.add_parser("train", help="train both DeepLog models on a normal raw log")
     train.add_argument("log", type=Path)
     train.add_argument("--log-format", choices=["hdfs", "openstack"], default="hdfs")
@@ -159,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--repository", type=Path, default=Path("model_repository"))
     detect.add_argument("--version", type=int, default=None)
     detect.add_argument("--no-load", action="store_true", help="the model is loaded already")
+    detect.add_argument(
+        "--no-asgnet",
+        action="store_true",
+        help="DeepLog's key check only (deeplog_keys), even where ASGNet is published",
+    )
     return parser
 
 
@@ -166,6 +197,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "evaluate-hdfs": cmd_evaluate_hdfs,
     "evaluate-params": cmd_evaluate_params,
+    "evaluate-asgnet": cmd_evaluate_asgnet,
     "train": cmd_train,
     "detect": cmd_detect,
 }

@@ -1,30 +1,40 @@
 """``make demo``: the whole product on an embedded HDFS-like workload, end to end.
 
 Generate logs with known truth -> learn templates and train DeepLog's log-key and
-parameter-value models on the normal part -> export both to ONNX into the Triton repository ->
-start Triton -> stream the test log through the client -> print alerts and precision/recall
-against the injected truth -> stop Triton.
+parameter-value models on the normal part, and ASGNet on a labelled log -> export them to ONNX
+into the Triton repository -> start Triton -> stream the test log through the client (the
+``log_anomaly`` ensemble: DeepLog's key checks and ASGNet's diagnosis in one request per
+session) -> print alerts and precision/recall against the injected truth -> stop Triton.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from client.alerts import Alert
+from client.alerts import Alert, DiagnosisAlert
 from client.detection import open_key_model
-from client.evaluate import precision_recall_f1
+from client.log_anomaly import open_log_anomaly
 from client.param_detection import ParamAlert, open_param_model
 from client.pipeline import StreamSummary, detect_stream
-from client.training import learn_corpus, train_and_publish, train_and_publish_params
+from client.training import (
+    labelled_units,
+    learn_corpus,
+    train_and_publish,
+    train_and_publish_asgnet,
+    train_and_publish_params,
+)
 from client.triton_client import TritonClient
-from client.workload import Workload, WorkloadConfig, generate_workload
+from client.workload import ANOMALY_TYPES, Workload, WorkloadConfig, generate_workload
+from export.asgnet import NORMAL, AsgnetConfig
 from export.deeplog_keys import KeyModelConfig
 from export.deeplog_params import ParamModelConfig
+from export.metrics import precision_recall_f1
+from export.snet import SNetConfig
 from server_config.launcher import TritonServer
 
 
@@ -43,6 +53,24 @@ class DemoConfig:
     # The paper's g=9 is for HDFS's 29 keys; this workload has 13 templates plus 3 markers, so
     # g=9 would accept more than half of all keys: g is calibrated on held-out normal blocks.
     top_g: int | None = None
+    # ASGNet is supervised: it learns from a labelled log (blocks with known anomaly types).
+    asgnet_blocks: int = 1200
+    asgnet_anomaly_rate: float = 0.3
+    asgnet: AsgnetConfig = field(
+        default_factory=lambda: AsgnetConfig(
+            snet=SNetConfig(
+                hidden=64,
+                layers=2,
+                heads=4,
+                intermediate=128,
+                max_length=192,
+                info_dim=32,
+                mlm_epochs=2,
+            ),
+            finetune_epochs=4,
+            finetune_learning_rate=5e-4,
+        )
+    )
     alerts_shown: int = 3  # per check
     seed: int = 7
 
@@ -76,7 +104,9 @@ def run_demo(config: DemoConfig) -> dict:
     )
     model_config = KeyModelConfig(top_g=config.top_g, epochs=config.epochs, seed=config.seed)
 
-    _step("3/5 training DeepLog's two models, exporting them to ONNX into the Triton repository")
+    _step(
+        "3/5 training DeepLog's two models and ASGNet, exporting them to ONNX into the repository"
+    )
     version = train_and_publish(
         sessions,
         vocabulary,
@@ -97,6 +127,27 @@ def run_demo(config: DemoConfig) -> dict:
         f"{config.repository}/deeplog_params/{param_version}"
     )
 
+    classes = (NORMAL, *ANOMALY_TYPES)
+    labelled = [
+        generate_workload(WorkloadConfig(blocks, config.asgnet_anomaly_rate, config.seed + offset))
+        for blocks, offset in ((config.asgnet_blocks, 2), (config.asgnet_blocks // 3, 3))
+    ]
+    train_units, validation_units = (
+        labelled_units(w.lines, {b: t for b, t in w.truth.items() if t}, classes, vocabulary)
+        for w in labelled
+    )
+    print(
+        f"ASGNet: labelled log of {config.asgnet_blocks} blocks "
+        f"({config.asgnet_anomaly_rate:.0%} anomalous, {len(classes)} classes) -> "
+        f"{len(train_units)} distinct sessions; validation {len(validation_units)}"
+    )
+    asgnet_version = train_and_publish_asgnet(
+        train_units, validation_units, vocabulary, classes, config.repository, config.asgnet
+    )
+    print(
+        f"asgnet_tokenizer/snet/vnet/gnet version {asgnet_version}, ensembles asgnet, log_anomaly"
+    )
+
     _step("4/5 starting Triton and streaming the test log through the client")
     alerts_path = config.workdir / "alerts.jsonl"
     with TritonServer(config.repository, log_path=config.workdir / "tritonserver.log") as server:
@@ -104,11 +155,13 @@ def run_demo(config: DemoConfig) -> dict:
         triton = TritonClient(server.grpc_url)
         model = open_key_model(triton, config.repository)
         params = open_param_model(triton, config.repository)
+        diagnose = open_log_anomaly(triton, model, config.repository)
         print(
             f"serving deeplog_keys v{model.meta.version} (h={model.meta.window}, "
             f"g={model.meta.top_g}, {len(model.meta.vocabulary.names)} keys) and "
             f"deeplog_params v{params.meta.version} ({len(params.meta.thresholds)} keys, "
-            f"{params.meta.confidence:.1%} bounds)"
+            f"{params.meta.confidence:.1%} bounds), through log_anomaly with ASGNet "
+            f"v{diagnose.meta.version} ({len(diagnose.meta.classes)} classes)"
         )
         shown: Counter = Counter()
         with (
@@ -116,18 +169,25 @@ def run_demo(config: DemoConfig) -> dict:
             tqdm(total=len(test.lines), unit="line", desc="stream") as bar,
         ):
 
-            def on_alert(alert: Alert | ParamAlert) -> None:
+            def on_alert(alert: Alert | ParamAlert | DiagnosisAlert) -> None:
                 out.write(alert.to_json() + "\n")
                 if shown[alert.check] < config.alerts_shown:
                     shown[alert.check] += 1
                     tqdm.write(f"ALERT [{alert.check}] {alert.headline()}")
 
-            summary = detect_stream(test.lines, model, on_alert, progress=bar.update, params=params)
+            summary = detect_stream(
+                test.lines,
+                model,
+                on_alert,
+                progress=bar.update,
+                params=params,
+                diagnose=diagnose,
+            )
         triton.close()
 
     _step("5/5 summary")
     result = _summarise(test, summary, alerts_path)
-    result.update(version=version, param_version=param_version)
+    result.update(version=version, param_version=param_version, asgnet_version=asgnet_version)
     (config.workdir / "summary.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -143,13 +203,15 @@ def _summarise(test: Workload, summary: StreamSummary, alerts_path: Path) -> dic
     by_check = {
         "log_key": {s for s, bad in summary.verdicts.items() if bad},
         "parameter_value": set(summary.param_sessions),
+        "diagnosis": {s for s, label in summary.diagnoses.items() if label != NORMAL},
     }
-    by_check["either"] = by_check["log_key"] | by_check["parameter_value"]
+    by_check["any"] = set().union(*by_check.values())
     print(f"parser: {summary.parse.summary()}")
     print(
         f"sessions: {summary.sessions}; log-key alerts {summary.alerts}, parameter-value alerts "
         f"{summary.param_alerts} on {summary.params_checked} checked entries "
-        f"({summary.param_alerts / max(summary.params_checked, 1):.2%}; all in {alerts_path})"
+        f"({summary.param_alerts / max(summary.params_checked, 1):.2%}), diagnosis alerts "
+        f"{summary.diagnosis_alerts} (all in {alerts_path})"
     )
     print("against the injected truth, per session:")
     result: dict = {"malformed": summary.parse.malformed_total}
@@ -161,11 +223,20 @@ def _summarise(test: Workload, summary: StreamSummary, alerts_path: Path) -> dic
             f"precision {score['precision']:.3f}  recall {score['recall']:.3f}"
         )
     kinds = Counter(truth[b] for b in actual)
-    print(f"  {'anomaly type':22s} {'blocks':>6s} {'log key':>8s} {'param':>6s} {'either':>7s}")
+    print(
+        f"  {'anomaly type':22s} {'blocks':>6s} {'log key':>8s} {'param':>6s} {'asgnet':>7s} "
+        f"{'any':>5s} {'diagnosed as this type':>23s}"
+    )
     for kind in sorted(kinds):
         blocks = {b for b in actual if truth[b] == kind}
-        caught = [len(blocks & by_check[c]) for c in ("log_key", "parameter_value", "either")]
-        print(f"  {kind:22s} {len(blocks):6d} {caught[0]:8d} {caught[1]:6d} {caught[2]:7d}")
+        checks = ("log_key", "parameter_value", "diagnosis", "any")
+        caught = [len(blocks & by_check[c]) for c in checks]
+        named = sum(1 for b in blocks if summary.diagnoses.get(b) == kind)
+        print(
+            f"  {kind:22s} {len(blocks):6d} {caught[0]:8d} {caught[1]:6d} {caught[2]:7d} "
+            f"{caught[3]:5d} {named:23d}"
+        )
+        result.setdefault("diagnosed_as_type", {})[kind] = named
     print(
         f"throughput: {summary.parse.lines / summary.seconds:,.0f} lines/s, "
         f"{summary.windows_checked / summary.seconds:,.0f} key windows/s through Triton"

@@ -87,6 +87,26 @@ class KeyModel:
         return np.bincount(owners, weights=flags, minlength=len(parts)) > 0
 
 
+def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> Alert:
+    """The alert for row ``i`` of ``scores``, which judged ``step``."""
+    vocab = meta.vocabulary
+    return Alert(
+        session=step.session,
+        position=step.position,
+        line=step.line,
+        check="log_key",
+        reason=key_reason(step.key),
+        actual=key_ref(vocab, step.key),
+        rank=int(scores.rank[i]),
+        expected=tuple(
+            key_ref(vocab, int(k), round(float(p), 4))
+            for k, p in zip(scores.top_keys[i], scores.top_probs[i], strict=True)
+        ),
+        model=DEEPLOG_KEYS.name,
+        model_version=meta.version,
+    )
+
+
 @dataclass
 class SessionState:
     stream: WindowStream
@@ -143,26 +163,8 @@ class StreamingDetector:
             state.anomalies += 1
             if state.first_anomaly is None:
                 state.first_anomaly = step.position
-            alerts.append(self._alert(step, scores, i))
+            alerts.append(key_alert(self.model.meta, step, scores, i))
         return alerts
-
-    def _alert(self, step: Step, scores: Scores, i: int) -> Alert:
-        vocab = self.model.meta.vocabulary
-        return Alert(
-            session=step.session,
-            position=step.position,
-            line=step.line,
-            check="log_key",
-            reason=key_reason(step.key),
-            actual=key_ref(vocab, step.key),
-            rank=int(scores.rank[i]),
-            expected=tuple(
-                key_ref(vocab, int(k), round(float(p), 4))
-                for k, p in zip(scores.top_keys[i], scores.top_probs[i], strict=True)
-            ),
-            model=DEEPLOG_KEYS.name,
-            model_version=self.model.meta.version,
-        )
 
     def verdicts(self) -> dict[str, bool]:
         """Session id -> abnormal, for every session seen so far."""

@@ -25,6 +25,7 @@ from export.hdfs_data import (
     read_key_sessions,
     read_labelled_sessions,
 )
+from export.metrics import precision_recall_f1
 from server_config.launcher import TritonServer
 
 PAPER = {"FP": 833, "FN": 619, "precision": 0.95, "recall": 0.96, "F1": 0.96}
@@ -62,14 +63,6 @@ def confusion(
     fn = sum(abnormal.values()) - tp
     fp = sum(n for s, n in normal.items() if flags[s])
     return tp, fp, fn
-
-
-def precision_recall_f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    """The three figures, 0.0 where a denominator is empty."""
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
 
 
 def evaluate_hdfs(

@@ -4,6 +4,8 @@ HDFS: a session is a block (``blk_...``); a line naming several blocks belongs t
 DeepLog's preprocessing. OpenStack: a session is a VM instance (``[instance: <uuid>]``); lines
 naming none (API requests, audits) belong to the stream of their source log file and component
 (the compute API and the metadata API are two servers with their own request rates).
+BGL: no session ids; a node's messages form its stream, and ASGNet reads fixed windows of lines.
+The first field is loghub's label: ``-`` for a normal message, else its alert category.
 """
 
 from __future__ import annotations
@@ -61,4 +63,21 @@ OPENSTACK_FORMAT = LogFormat(
     clock_resolution=0.001,
 )
 
-FORMATS = {f.name: f for f in (HDFS_FORMAT, OPENSTACK_FORMAT)}
+BGL_FORMAT = LogFormat(
+    "bgl",
+    re.compile(
+        r"^(?P<label>\S+) (?P<timestamp>\d+) (?P<date>\d{4}\.\d{2}\.\d{2}) (?P<node>\S+) "
+        r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d+) (?P<noderepeat>\S+) "
+        r"(?P<type>\S+) (?P<component>\S+) (?P<level>\S+) (?P<content>.*)$"
+    ),
+    # The time field carries its own date, to the microsecond.
+    clock=lambda header: (
+        datetime.strptime(header["time"], "%Y-%m-%d-%H.%M.%S.%f")
+        .replace(tzinfo=timezone.utc)
+        .timestamp()
+    ),
+    sessions=lambda line: [line.header["node"]],
+    clock_resolution=1e-6,
+)
+
+FORMATS = {f.name: f for f in (HDFS_FORMAT, OPENSTACK_FORMAT, BGL_FORMAT)}

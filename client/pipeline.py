@@ -1,19 +1,23 @@
-"""One raw log stream through the client: parse, sessions, DeepLog checks, alerts.
+"""One raw log stream through the client: parse, sessions, DeepLog checks, ASGNet, alerts.
 
 Follow a line: ``LogParser.parse`` gives its template, whose position in the version's
-vocabulary is its key; each block id it names is a session, and ``StreamingDetector.push``
-checks the key against the h keys before it in that session (one request holds many windows).
+vocabulary is its key; each block id it names is a session. By default (an ASGNet version is
+served) the session's keys are collected and, when it closes, checked in one ``log_anomaly``
+request: DeepLog's verdict per key and ASGNet's diagnosis (``client/log_anomaly.py``). Without
+ASGNet, ``StreamingDetector.push`` checks each key against the h keys before it as it arrives.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from client.alerts import Alert
 from client.detection import KeyModel, StreamingDetector
 from client.formats import HDFS_FORMAT
+from client.log_anomaly import LogAnomalyModel, SessionDetector
 from client.param_detection import ParamAlert, ParamDetector, ParamModel
 from client.parsing import LogFormat, LogParser, ParseStats
 from export.repository import VersionMismatch
@@ -33,6 +37,8 @@ class StreamSummary:
     params_checked: int = 0  # entries the parameter-value check judged
     param_alerts: int = 0
     param_sessions: frozenset[str] = frozenset()  # sessions with a parameter-value alert
+    diagnoses: dict[str, str] = field(default_factory=dict)  # ASGNet: session -> class
+    diagnosis_alerts: int = 0
 
 
 def frozen_parser(model: KeyModel, log_format: LogFormat = HDFS_FORMAT) -> LogParser:
@@ -48,9 +54,11 @@ def detect_stream(
     log_format: LogFormat = HDFS_FORMAT,
     progress: Callable[[int], None] | None = None,
     params: ParamModel | None = None,
+    diagnose: LogAnomalyModel | None = None,
 ) -> StreamSummary:
     """Check every line with the log-key model (and the parameter-value model, if given); call
-    ``on_alert`` as alerts arise; sessions close at end of stream."""
+    ``on_alert`` as alerts arise; sessions close at end of stream. With ``diagnose``, sessions go
+    through the ``log_anomaly`` ensemble (key checks and diagnosis in one request each)."""
     if params is not None and params.meta.vocabulary != model.meta.vocabulary:
         raise VersionMismatch(
             f"{params.meta.model} v{params.meta.version} was trained on vocabulary "
@@ -58,14 +66,18 @@ def detect_stream(
             f"{model.meta.vocabulary.fingerprint}: their key ids do not mean the same templates"
         )
     parser = frozen_parser(model, log_format)
-    detector = StreamingDetector(model, batch_windows=batch_windows)
+    detector: StreamingDetector | SessionDetector = (
+        SessionDetector(diagnose)
+        if diagnose is not None
+        else StreamingDetector(model, batch_windows=batch_windows)
+    )
     param_detector = ParamDetector(params) if params is not None else None
     start = time.perf_counter()
-    counts = {"alerts": 0, "param_alerts": 0}
+    counts: Counter = Counter()  # alerts by check
 
-    def emit(alerts: list, counter: str) -> None:
+    def emit(alerts: list) -> None:
         for alert in alerts:
-            counts[counter] += 1
+            counts[alert.check] += 1
             on_alert(alert)
 
     without_session = 0
@@ -80,12 +92,12 @@ def detect_stream(
         if not sessions:
             without_session += 1
         for session in sessions:
-            emit(detector.push(session, key, line_no), "alerts")
+            emit(detector.push(session, key, line_no))
         if param_detector is not None:
-            emit(param_detector.check_line(parsed, log_format), "param_alerts")
-    emit(detector.close_all(), "alerts")
+            emit(param_detector.check_line(parsed, log_format))
+    emit(detector.close_all())
     if param_detector is not None:
-        emit(param_detector.flush(), "param_alerts")
+        emit(param_detector.flush())
     verdicts = detector.verdicts()
     return StreamSummary(
         parse=parser.stats,
@@ -93,10 +105,12 @@ def detect_stream(
         sessions=len(verdicts),
         abnormal_sessions=sum(verdicts.values()),
         windows_checked=detector.windows_checked,
-        alerts=counts["alerts"],
+        alerts=counts["log_key"],
         seconds=time.perf_counter() - start,
         verdicts=verdicts,
         params_checked=param_detector.checked if param_detector else 0,
-        param_alerts=counts["param_alerts"],
+        param_alerts=counts["parameter_value"],
         param_sessions=frozenset(param_detector.flagged_sessions if param_detector else ()),
+        diagnoses=detector.diagnoses() if isinstance(detector, SessionDetector) else {},
+        diagnosis_alerts=counts["diagnosis"],
     )

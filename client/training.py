@@ -14,10 +14,12 @@ import numpy as np
 from client.formats import HDFS_FORMAT
 from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
 from client.parsing import LogFormat, LogParser, ParseStats
+from export.asgnet import NORMAL, AsgnetConfig, Units, train_asgnet
 from export.deeplog_keys import KeyModelConfig, train_key_model
 from export.deeplog_params import KeySeries, ParamModelConfig, train_param_model
 from export.publish import publish_key_model, publish_param_model
-from export.vocab import FIRST_KEY, KeyVocabulary
+from export.publish_asgnet import publish_asgnet
+from export.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
 from export.windows import windows_of_sessions
 
 
@@ -113,3 +115,51 @@ def train_and_publish_params(
         export_format,
         training={"config": asdict(config), "keys": len(corpus.series)},
     )
+
+
+def session_keys(
+    lines: Iterable[bytes | str], vocabulary: KeyVocabulary, log_format: LogFormat = HDFS_FORMAT
+) -> dict[str, list[int]]:
+    """Each session's keys under a fixed vocabulary (unseen templates are UNKNOWN)."""
+    parser = LogParser(log_format, templates=vocabulary.templates, learn=False)
+    sessions: dict[str, list[int]] = {}
+    for line_no, raw in enumerate(lines, start=1):
+        parsed = parser.parse(raw, line_no)
+        if parsed is None:
+            continue
+        key = FIRST_KEY + parsed.template_id if parsed.template_id >= 0 else UNKNOWN
+        for session in log_format.sessions(parsed):
+            sessions.setdefault(session, []).append(key)
+    return sessions
+
+
+def labelled_units(
+    lines: Iterable[bytes | str],
+    labels: dict[str, str],
+    classes: tuple[str, ...],
+    vocabulary: KeyVocabulary,
+    log_format: LogFormat = HDFS_FORMAT,
+) -> Units:
+    """A labelled log's sessions as ASGNet units; ``labels`` maps session -> class name
+    (sessions it does not name are normal)."""
+    sessions = session_keys(lines, vocabulary, log_format)
+    names = list(sessions)
+    return Units.from_rows(
+        [sessions[s] for s in names],
+        [classes.index(labels.get(s) or NORMAL) for s in names],
+        names,
+    )
+
+
+def train_and_publish_asgnet(
+    train: Units,
+    validation: Units,
+    vocabulary: KeyVocabulary,
+    classes: tuple[str, ...],
+    repository: Path,
+    config: AsgnetConfig,
+    progress: bool = True,
+) -> int:
+    """Train ASGNet on labelled units, publish it with the similar-incident index of ``train``."""
+    trained = train_asgnet(train, validation, vocabulary, classes, config, progress=progress)
+    return publish_asgnet(trained, train, repository, training={"config": asdict(config)})

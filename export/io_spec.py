@@ -30,6 +30,15 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class EnsembleStep:
+    """One model run inside an ensemble: its tensor names -> the ensemble's tensor names."""
+
+    model: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything about a served model that is not its weights."""
 
@@ -53,6 +62,12 @@ class ModelSpec:
     # Axes (by dynamic name) that are -1 in config.pbtxt because they differ between versions,
     # but are fixed within one exported graph (e.g. a vector width set by the training data).
     fixed_axes: tuple[str, ...] = ()
+    # An ensemble (platform "ensemble") runs these steps instead of weights of its own.
+    steps: tuple[EnsembleStep, ...] = ()
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.steps)
 
     @property
     def input_names(self) -> list[str]:

@@ -177,7 +177,7 @@ def publish_param_model(
 TOKENIZER_MODEL_SOURCE = Path(__file__).parent / "triton_models" / "asgnet_tokenizer.py"
 
 
-def publish_tokenizer(tokenizer: Tokenizer, repository: Path) -> int:
+def publish_tokenizer(tokenizer: Tokenizer, repository: Path, version: int | None = None) -> int:
     """The tokenizer as a Triton Python model: its model.py and tokenizer.json in one version."""
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
@@ -188,4 +188,4 @@ def publish_tokenizer(tokenizer: Tokenizer, repository: Path) -> int:
             "max_length": tokenizer.truncation["max_length"] if tokenizer.truncation else None,
         }
 
-    return write_version(repository, ASGNET_TOKENIZER, fill)
+    return write_version(repository, ASGNET_TOKENIZER, fill, version=version)

@@ -35,13 +35,20 @@ def _tensor(msg: Any, tensor: TensorSpec) -> None:
 
 def model_config(spec: ModelSpec) -> mc.ModelConfig:
     """The model's Triton config as a protobuf message (no text templating, so no typos)."""
-    config = mc.ModelConfig(name=spec.name, backend=spec.backend)
-    config.max_batch_size = spec.max_batch_size
-    config.default_model_filename = spec.default_model_filename
+    config = mc.ModelConfig(name=spec.name, max_batch_size=spec.max_batch_size)
     for tensor in spec.inputs:
         _tensor(config.input.add(), tensor)
     for tensor in spec.outputs:
         _tensor(config.output.add(), tensor)
+    if spec.is_ensemble:
+        config.platform = "ensemble"
+        for step in spec.steps:
+            msg = config.ensemble_scheduling.step.add(model_name=step.model, model_version=-1)
+            msg.input_map.update(step.inputs)
+            msg.output_map.update(step.outputs)
+        return config  # the composing models batch; an ensemble has no weights or instances
+    config.backend = spec.backend
+    config.default_model_filename = spec.default_model_filename
     if spec.max_batch_size > 0:
         config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
     config.version_policy.latest.num_versions = spec.num_versions
@@ -76,6 +83,48 @@ def write_config(repository: Path, spec: ModelSpec) -> Path:
     return path
 
 
+def write_ensemble(repository: Path, spec: ModelSpec) -> Path:
+    """An ensemble's config and the empty version folder Triton requires of it."""
+    if not spec.is_ensemble:
+        raise ConfigError(f"{spec.name} is not an ensemble")
+    write_config(repository, spec)
+    folder = repository / spec.name / "1"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def check_ensemble(spec: ModelSpec, members: dict[str, ModelSpec]) -> None:
+    """Every step names a known model and its real tensor names; every tensor a step reads is an
+    ensemble input or an earlier step's output; every tensor a step writes is read (Triton
+    refuses unused ones); every ensemble output is produced."""
+    available = set(spec.input_names)
+    for step in spec.steps:
+        if step.model not in members:
+            raise ConfigError(f"{spec.name}: step model {step.model!r} has no spec")
+        member = members[step.model]
+        for names, declared, what in (
+            (step.inputs, member.input_names, "input"),
+            (step.outputs, member.output_names, "output"),
+        ):
+            unknown = set(names) - set(declared)
+            if unknown:
+                raise ConfigError(f"{spec.name}: {step.model} has no {what} {sorted(unknown)}")
+        missing = set(member.input_names) - set(step.inputs)
+        unfed = {v for v in step.inputs.values() if v not in available}
+        if missing or unfed:
+            raise ConfigError(
+                f"{spec.name}: {step.model} inputs not fed: {sorted(missing | unfed)}"
+            )
+        available |= set(step.outputs.values())
+    read = {v for step in spec.steps for v in step.inputs.values()} | set(spec.output_names)
+    unused = {v for step in spec.steps for v in step.outputs.values()} - read
+    if unused:
+        raise ConfigError(f"{spec.name}: ensemble tensors {sorted(unused)} are never read")
+    unproduced = set(spec.output_names) - available
+    if unproduced:
+        raise ConfigError(f"{spec.name}: outputs {sorted(unproduced)} are produced by no step")
+
+
 def versions(repository: Path, model: str) -> list[int]:
     """Version numbers present in the repository for ``model``, ascending."""
     folder = repository / model
@@ -89,16 +138,22 @@ def write_version(
     spec: ModelSpec,
     fill: Callable[[Path, int], dict[str, Any]],
     keep: int = 2,
+    version: int | None = None,
 ) -> int:
     """Write the next version of ``spec.name``.
 
     ``fill(staging_dir, version)`` writes the model files, checks them (export parity) and returns
     the metadata that travels with the version. Only when it returns is the folder renamed into
     place; on any error the staging folder is removed and the repository is as it was.
-    Older versions beyond ``keep`` are removed.
+    Older versions beyond ``keep`` are removed. ``version`` (newer than any present) lets models
+    published together share one number.
     """
     write_config(repository, spec)
-    version = max(versions(repository, spec.name), default=0) + 1
+    newest = max(versions(repository, spec.name), default=0)
+    if version is None:
+        version = newest + 1
+    elif version <= newest:
+        raise ValueError(f"{spec.name}: version {version} is not newer than {newest}")
     staging = repository / spec.name / f".staging-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

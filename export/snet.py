@@ -78,6 +78,12 @@ def mask_tokens(
     return inputs, labels
 
 
+def trim(ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the padding columns beyond the batch's longest text (attention cost is quadratic)."""
+    longest = int(attention.sum(dim=1).max()) if len(attention) else 0
+    return ids[:, : max(longest, 1)], attention[:, : max(longest, 1)]
+
+
 @dataclass(frozen=True)
 class PretrainReport:
     texts: int
@@ -99,8 +105,9 @@ def pretrain_mlm(
     vocab = encoder.config.vocab_size
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        inputs, labels = mask_tokens(x[idx], a[idx], config.mlm_probability, vocab)
-        return encoder(input_ids=inputs, attention_mask=a[idx], labels=labels).loss
+        ids_b, mask_b = trim(x[idx], a[idx])
+        inputs, labels = mask_tokens(ids_b, mask_b, config.mlm_probability, vocab)
+        return encoder(input_ids=inputs, attention_mask=mask_b, labels=labels).loss
 
     start = time.perf_counter()
     loss = fit(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from export.io_spec import ModelSpec, TensorSpec
+from export.io_spec import EnsembleStep, ModelSpec, TensorSpec
 
 DEEPLOG_KEYS = ModelSpec(
     name="deeplog_keys",
@@ -106,6 +106,90 @@ ASGNET_SNET = ModelSpec(
     parameters={"intra_op_thread_count": "1"},
 )
 
+ASGNET_GNET = ModelSpec(
+    name="asgnet_gnet",
+    inputs=(
+        TensorSpec("FEATURES", "float32", (-1,), dynamic_names=("info",)),
+        # S-Net's confidence: below the version's threshold the gate fuses V-Net information in.
+        TensorSpec("SNET_CONFIDENCE", "float32", (1,)),
+        TensorSpec("LATENT", "float32", (-1,), dynamic_names=("latent",)),
+    ),
+    outputs=(
+        # Class probabilities (the version's meta names the classes; class 0 is "normal").
+        TensorSpec("PROBS", "float32", (-1,), dynamic_names=("classes",)),
+        TensorSpec("CONFIDENCE", "float32", (1,)),
+    ),
+    fixed_axes=("info", "latent", "classes"),
+    parameters={"intra_op_thread_count": "1"},
+)
+
+# The four ASGNet models as ensemble steps: text -> tokens -> S-Net; counts -> V-Net; G-Net.
+ASGNET_STEPS = (
+    EnsembleStep(
+        ASGNET_TOKENIZER.name,
+        {"TEXT": "TEXT"},
+        {"INPUT_IDS": "input_ids", "ATTENTION_MASK": "attention_mask"},
+    ),
+    EnsembleStep(
+        ASGNET_SNET.name,
+        {"INPUT_IDS": "input_ids", "ATTENTION_MASK": "attention_mask"},
+        # S-Net's own PROBS are left unmapped: Triton refuses an ensemble tensor nobody reads.
+        {"FEATURES": "FEATURES", "CONFIDENCE": "snet_confidence"},
+    ),
+    EnsembleStep(ASGNET_VNET.name, {"COUNTS": "COUNTS"}, {"LATENT": "latent"}),
+    EnsembleStep(
+        ASGNET_GNET.name,
+        {"FEATURES": "FEATURES", "SNET_CONFIDENCE": "snet_confidence", "LATENT": "latent"},
+        {"PROBS": "PROBS", "CONFIDENCE": "CONFIDENCE"},
+    ),
+)
+
+ASGNET = ModelSpec(
+    name="asgnet",
+    inputs=(
+        TensorSpec("TEXT", "bytes", (1,)),
+        TensorSpec("COUNTS", "float32", (-1,)),
+    ),
+    outputs=(
+        TensorSpec("PROBS", "float32", (-1,)),
+        TensorSpec("CONFIDENCE", "float32", (1,)),
+        # S-Net's embedding of the text: the key into the similar-incident index.
+        TensorSpec("FEATURES", "float32", (-1,)),
+    ),
+    max_batch_size=min(ASGNET_TOKENIZER.max_batch_size, ASGNET_SNET.max_batch_size),
+    steps=ASGNET_STEPS,
+)
+
+# One request per session: its L windows for DeepLog and its one text and count vector for
+# ASGNet. The batch sizes differ (L vs 1), so this ensemble does not batch and states the
+# leading dimension itself; Triton hands each composing model its full tensor as a batch.
+LOG_ANOMALY = ModelSpec(
+    name="log_anomaly",
+    inputs=(
+        TensorSpec("WINDOWS", "int64", (-1, -1)),
+        TensorSpec("NEXT_KEY", "int64", (-1, 1)),
+        TensorSpec("TEXT", "bytes", (-1, 1)),
+        TensorSpec("COUNTS", "float32", (-1, -1)),
+    ),
+    outputs=(
+        TensorSpec("RANK", "int64", (-1, 1)),
+        TensorSpec("TOP_KEYS", "int64", (-1, -1)),
+        TensorSpec("TOP_PROBS", "float32", (-1, -1)),
+        TensorSpec("PROBS", "float32", (-1, -1)),
+        TensorSpec("CONFIDENCE", "float32", (-1, 1)),
+        TensorSpec("FEATURES", "float32", (-1, -1)),
+    ),
+    max_batch_size=0,
+    steps=(
+        EnsembleStep(
+            DEEPLOG_KEYS.name,
+            {"WINDOWS": "WINDOWS", "NEXT_KEY": "NEXT_KEY"},
+            {"RANK": "RANK", "TOP_KEYS": "TOP_KEYS", "TOP_PROBS": "TOP_PROBS"},
+        ),
+        *ASGNET_STEPS,
+    ),
+)
+
 ALL_SPECS = (
     DEEPLOG_KEYS,
     DEEPLOG_PARAMS,
@@ -113,4 +197,8 @@ ALL_SPECS = (
     ASGNET_VNET,
     ASGNET_TOKENIZER,
     ASGNET_SNET,
+    ASGNET_GNET,
+    ASGNET,
+    LOG_ANOMALY,
 )
+ENSEMBLES = tuple(spec for spec in ALL_SPECS if spec.is_ensemble)

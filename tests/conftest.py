@@ -56,3 +56,51 @@ def pb_utils(monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stub)
     return stub
+
+
+TINY_ASGNET_ROWS = 600  # of robust_log_train.csv: enough for every stage to learn something
+
+
+@pytest.fixture(scope="session")
+def tiny_asgnet(hdfs_dir):
+    """A small ASGNet trained on real HDFS sessions, with its splits: what the unit and
+    integration tests export, serve and compare."""
+    import numpy as np
+
+    from client.evaluate_asgnet import hdfs_dataset
+    from export.asgnet import AsgnetConfig, Units, stratified_split, train_asgnet
+    from export.snet import SNetConfig
+    from export.vnet import VNetConfig
+
+    data = hdfs_dataset(hdfs_dir.parent)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(data.keys), TINY_ASGNET_ROWS, replace=False)
+    labels = [data.labels[i] for i in rows]
+    splits = [
+        Units.from_rows(
+            [data.keys[rows[i]] for i in part],
+            [labels[i] for i in part],
+            [data.names[rows[i]] for i in part],
+        )
+        for part in stratified_split(labels, (0.6, 0.2, 0.2), rng)
+    ]
+    config = AsgnetConfig(
+        snet=SNetConfig(
+            hidden=32,
+            layers=1,
+            heads=2,
+            intermediate=64,
+            max_length=64,
+            info_dim=16,
+            mlm_epochs=1,
+            batch_size=16,
+        ),
+        vnet=VNetConfig(hidden=32, latent=8, epochs=20, batch_size=16),
+        tokenizer_vocab=400,
+        finetune_epochs=3,
+        finetune_learning_rate=1e-3,
+    )
+    trained = train_asgnet(
+        splits[0], splits[1], data.vocabulary, data.classes, config, progress=False
+    )
+    return trained, splits

@@ -21,6 +21,8 @@ from export.deeplog_keys import KeyModelConfig
 from export.deeplog_params import ParamModelConfig, train_param_model
 from export.hdfs_data import hdfs_vocabulary, read_key_sessions
 from export.publish import PARAM_FORMATS, publish_param_model
+from export.publish_asgnet import publish_asgnet
+from export.specs import ASGNET, LOG_ANOMALY
 from server_config.launcher import TritonServer
 
 
@@ -107,3 +109,14 @@ def param_models(repository, triton, demo_corpus) -> dict[str, ParamModel]:
         )
         served[export_format] = open_param_model(triton, repository, spec.name, version)
     return served
+
+
+@pytest.fixture(scope="session")
+def asgnet_release(tiny_asgnet, repository, triton, hdfs_model) -> int:
+    """The small ASGNet published (four models, one version) with both ensembles, loaded.
+    ``log_anomaly`` pairs it with the HDFS DeepLog model."""
+    trained, (train, _, _) = tiny_asgnet
+    version = publish_asgnet(trained, train, repository)
+    triton.load_model(ASGNET.name)
+    triton.load_model(LOG_ANOMALY.name)
+    return version

@@ -10,7 +10,14 @@ def test_every_command_parses_and_has_a_handler():
     args = parser.parse_args(["train", "normal.log", "--format", "torchscript"])
     assert (args.command, args.format, args.log) == ("train", "torchscript", Path("normal.log"))
     assert parser.parse_args(["detect", "x.log", "--params", "onnx"]).params == "onnx"
-    assert set(COMMANDS) == {"demo", "evaluate-hdfs", "evaluate-params", "train", "detect"}
+    assert set(COMMANDS) == {
+        "demo",
+        "evaluate-hdfs",
+        "evaluate-params",
+        "evaluate-asgnet",
+        "train",
+        "detect",
+    }
 
 
 def test_a_missing_log_is_a_one_line_error_not_a_traceback(tmp_path, capsys):

@@ -1,20 +1,24 @@
 """The Triton repository: configs from the spec; versions written atomically, with vocabulary."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from export.repository import (
     META_FILE,
+    ConfigError,
     VersionMismatch,
+    check_ensemble,
     model_config,
     parse_config,
     read_meta,
     versions,
+    write_ensemble,
     write_version,
 )
-from export.specs import ALL_SPECS, DEEPLOG_KEYS
+from export.specs import ALL_SPECS, ASGNET, DEEPLOG_KEYS, ENSEMBLES, LOG_ANOMALY
 from export.vocab import UNKNOWN, KeyVocabulary
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
@@ -85,3 +89,30 @@ def test_a_vocabulary_maps_unseen_keys_to_unknown_and_has_a_content_fingerprint(
     other = KeyVocabulary(names=("E5", "E22"), templates=("Receiving <*>", "Deleting <*>"))
     assert vocab.fingerprint != other.fingerprint
     assert KeyVocabulary.from_json(json.loads(json.dumps(vocab.to_json()))) == vocab
+
+
+@pytest.mark.parametrize("spec", ENSEMBLES, ids=lambda s: s.name)
+def test_ensembles_wire_real_tensors_of_real_models(spec):
+    check_ensemble(spec, {s.name: s for s in ALL_SPECS})
+    config = model_config(spec)
+    assert config.platform == "ensemble" and not config.backend
+    assert [s.model_name for s in config.ensemble_scheduling.step] == [s.model for s in spec.steps]
+
+
+def test_an_ensemble_reading_a_tensor_nobody_wrote_is_refused():
+    broken = replace(ASGNET, steps=ASGNET.steps[1:])  # S-Net without the tokenizer before it
+    with pytest.raises(ConfigError, match="input_ids"):
+        check_ensemble(broken, {s.name: s for s in ALL_SPECS})
+
+
+def test_an_ensemble_gets_the_empty_version_folder_triton_requires(tmp_path):
+    folder = write_ensemble(tmp_path, LOG_ANOMALY)
+    assert folder == tmp_path / "log_anomaly" / "1" and folder.is_dir()
+    assert parse_config((tmp_path / "log_anomaly" / "config.pbtxt").read_text()).max_batch_size == 0
+
+
+def test_models_published_together_can_share_a_version_number(tmp_path):
+    write_version(tmp_path, DEEPLOG_KEYS, _fill_with({}))
+    assert write_version(tmp_path, DEEPLOG_KEYS, _fill_with({}), version=5) == 5
+    with pytest.raises(ValueError, match="not newer"):
+        write_version(tmp_path, DEEPLOG_KEYS, _fill_with({}), version=5)

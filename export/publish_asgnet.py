@@ -1,0 +1,139 @@
+"""Publish a trained ASGNet: tokenizer, S-Net, V-Net and G-Net as versions of one number, the
+similar-incident index beside S-Net, and the ``asgnet`` and ``log_anomaly`` ensembles.
+
+One number for the four models means a client that reads version N's classes, threshold and
+key vocabulary (in G-Net's meta) knows they belong to the tokenizer and networks of version N.
+The index holds S-Net embeddings, so it lives in (and is versioned with) S-Net's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+
+from export.asgnet import TrainedAsgnet, Units, snet_outputs
+from export.log_tokenizer import encode
+from export.onnx_export import OutputParity, check_parity, export_onnx
+from export.publish import publish_tokenizer
+from export.repository import read_meta, versions, write_ensemble, write_version
+from export.specs import (
+    ASGNET,
+    ASGNET_GNET,
+    ASGNET_SNET,
+    ASGNET_TOKENIZER,
+    ASGNET_VNET,
+    LOG_ANOMALY,
+)
+from export.vocab import KeyVocabulary
+
+SIMILAR_INDEX = "similar_units.faiss"
+SIMILAR_UNITS = "similar_units.json"
+ASGNET_MODELS = (ASGNET_TOKENIZER, ASGNET_SNET, ASGNET_VNET, ASGNET_GNET)
+
+
+@dataclass(frozen=True)
+class AsgnetMeta:
+    """What a client needs to build requests for, and read answers of, one ASGNet version."""
+
+    version: int
+    classes: tuple[str, ...]
+    threshold: float
+    vocabulary: KeyVocabulary  # the count vector's key ids (V-Net's input width)
+
+    @classmethod
+    def load(cls, repository: Path, version: int) -> AsgnetMeta:
+        meta = read_meta(repository, ASGNET_GNET.name, version)
+        return cls(
+            version=version,
+            classes=tuple(meta["classes"]),
+            threshold=meta["threshold"],
+            vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
+        )
+
+
+def _parity(parity: list[OutputParity]) -> dict[str, list[float]]:
+    return {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity}
+
+
+def _export(module: torch.nn.Module, spec, probe: dict[str, np.ndarray], folder: Path) -> dict:
+    path = folder / spec.default_model_filename
+    example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
+    export_onnx(module, spec, example, path)
+    return _parity(check_parity(module, spec, probe, path))
+
+
+def write_similar_index(
+    features: np.ndarray, units: Units, classes: tuple[str, ...], folder: Path
+) -> None:
+    """Exact L2 index over the labelled units' S-Net embeddings, with who each row is."""
+    index = faiss.IndexFlatL2(features.shape[1])
+    index.add(np.ascontiguousarray(features, dtype=np.float32))
+    faiss.write_index(index, str(folder / SIMILAR_INDEX))
+    rows = [
+        {"unit": name, "label": classes[label], "occurrences": int(weight)}
+        for name, label, weight in zip(units.names, units.labels, units.weights, strict=True)
+    ]
+    (folder / SIMILAR_UNITS).write_text(json.dumps(rows, ensure_ascii=False))
+
+
+def publish_asgnet(
+    trained: TrainedAsgnet,
+    labelled: Units,
+    repository: Path,
+    training: dict[str, Any] | None = None,
+) -> int:
+    """Export and check the four models, write them as one version number, index ``labelled``
+    (the training units) for similar incidents, and write both ensembles; returns the version."""
+    version = 1 + max(max(versions(repository, s.name), default=0) for s in ASGNET_MODELS)
+    vocabulary = trained.vocabulary
+    ids, attention = encode(trained.tokenizer, labelled.texts(vocabulary)[:64])
+    counts = labelled.counts(vocabulary)
+    features, _, _ = snet_outputs(
+        trained.snet,
+        *(torch.from_numpy(a) for a in encode(trained.tokenizer, labelled.texts(vocabulary))),
+    )
+    with torch.no_grad():
+        latent = trained.vnet(torch.from_numpy(counts)).numpy()
+    rng = np.random.default_rng(0)
+    # The gate's probe spans both sides of the threshold, so both routes are checked.
+    gate_probe = {
+        "FEATURES": features.numpy()[:256],
+        "SNET_CONFIDENCE": rng.uniform(0, 1, (min(256, len(features)), 1)).astype(np.float32),
+        "LATENT": latent[:256],
+    }
+
+    publish_tokenizer(trained.tokenizer, repository, version)
+
+    def fill_snet(folder: Path, _: int) -> dict[str, Any]:
+        parity = _export(
+            trained.snet, ASGNET_SNET, {"INPUT_IDS": ids, "ATTENTION_MASK": attention}, folder
+        )
+        write_similar_index(features.numpy(), labelled, trained.classes, folder)
+        return {"parity": parity, "similar_units": len(labelled), "classes": list(trained.classes)}
+
+    def fill_vnet(folder: Path, _: int) -> dict[str, Any]:
+        parity = _export(trained.vnet, ASGNET_VNET, {"COUNTS": counts[:256]}, folder)
+        return {"parity": parity, "vocabulary_fingerprint": vocabulary.fingerprint}
+
+    def fill_gnet(folder: Path, _: int) -> dict[str, Any]:
+        return {
+            "parity": _export(trained.gnet, ASGNET_GNET, gate_probe, folder),
+            "classes": list(trained.classes),
+            "threshold": float(trained.gnet.threshold),
+            "vocabulary": vocabulary.to_json(),
+            "vocabulary_fingerprint": vocabulary.fingerprint,
+            "training": {**trained.report, **(training or {})},
+        }
+
+    write_version(repository, ASGNET_SNET, fill_snet, version=version)
+    write_version(repository, ASGNET_VNET, fill_vnet, version=version)
+    write_version(repository, ASGNET_GNET, fill_gnet, version=version)
+    write_ensemble(repository, ASGNET)
+    write_ensemble(repository, LOG_ANOMALY)
+    return version
