@@ -31,11 +31,11 @@ def openstack_session_ids(line: ParsedLine) -> list[str]:
     return [f"stream:{line.header['logrecord'].split('.')[0]}:{line.header['component']}"]
 
 
-def _clock(layout: str):
+def _clock(layout: str, fields: tuple[str, ...] = ("date", "time")):
     """Seconds since the epoch from the header's date and time fields (UTC: logs carry no zone)."""
 
     def clock(header: dict[str, str]) -> float:
-        when = datetime.strptime(f"{header['date']} {header['time']}", layout)
+        when = datetime.strptime(" ".join(header[f] for f in fields), layout)
         return when.replace(tzinfo=timezone.utc).timestamp()
 
     return clock
@@ -70,12 +70,7 @@ BGL_FORMAT = LogFormat(
         r"(?P<time>\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d+) (?P<noderepeat>\S+) "
         r"(?P<type>\S+) (?P<component>\S+) (?P<level>\S+) (?P<content>.*)$"
     ),
-    # The time field carries its own date, to the microsecond.
-    clock=lambda header: (
-        datetime.strptime(header["time"], "%Y-%m-%d-%H.%M.%S.%f")
-        .replace(tzinfo=timezone.utc)
-        .timestamp()
-    ),
+    clock=_clock("%Y-%m-%d-%H.%M.%S.%f", fields=("time",)),  # time carries its own date
     sessions=lambda line: [line.header["node"]],
     clock_resolution=1e-6,
 )

@@ -173,7 +173,6 @@ def train_asgnet(
         raise ValueError("ASGNet needs training and validation units")
     torch.manual_seed(config.snet.seed)
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
 
     share = np.bincount(train.labels, weights=train.weights, minlength=len(classes))
     class_weight = np.ones(len(classes))

@@ -100,6 +100,11 @@ def compare_outputs(
     return results
 
 
+def parity_summary(parity: list[OutputParity]) -> dict[str, list[float]]:
+    """What a version's meta.json records of its parity check: name -> [max |diff|, mismatch]."""
+    return {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity}
+
+
 def export_torchscript(
     module: torch.nn.Module, spec: ModelSpec, example: dict[str, torch.Tensor], path: Path
 ) -> Path:

@@ -23,6 +23,7 @@ from export.onnx_export import (
     check_torchscript_parity,
     export_onnx,
     export_torchscript,
+    parity_summary,
 )
 from export.repository import read_meta, write_version
 from export.specs import (
@@ -81,7 +82,7 @@ def publish_key_model(
             "end_marker": config.end_marker,
             "vocabulary": vocabulary.to_json(),
             "vocabulary_fingerprint": vocabulary.fingerprint,
-            "parity": {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity},
+            "parity": parity_summary(parity),
             "training": training,
         }
 
@@ -167,7 +168,7 @@ def publish_param_model(
             "schema": schema,
             "vocabulary": vocabulary.to_json(),
             "vocabulary_fingerprint": vocabulary.fingerprint,
-            "parity": {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity},
+            "parity": parity_summary(parity),
             "training": {**asdict(trained.report), **(training or {})},
         }
 

@@ -19,9 +19,10 @@ import torch
 
 from export.asgnet import TrainedAsgnet, Units, snet_outputs
 from export.log_tokenizer import encode
-from export.onnx_export import OutputParity, check_parity, export_onnx
+from export.onnx_export import check_parity, export_onnx, parity_summary
 from export.publish import publish_tokenizer
 from export.repository import read_meta, versions, write_ensemble, write_version
+from export.snet import trim
 from export.specs import (
     ASGNET,
     ASGNET_GNET,
@@ -57,15 +58,11 @@ class AsgnetMeta:
         )
 
 
-def _parity(parity: list[OutputParity]) -> dict[str, list[float]]:
-    return {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity}
-
-
 def _export(module: torch.nn.Module, spec, probe: dict[str, np.ndarray], folder: Path) -> dict:
     path = folder / spec.default_model_filename
     example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
     export_onnx(module, spec, example, path)
-    return _parity(check_parity(module, spec, probe, path))
+    return parity_summary(check_parity(module, spec, probe, path))
 
 
 def write_similar_index(
@@ -92,11 +89,14 @@ def publish_asgnet(
     (the training units) for similar incidents, and write both ensembles; returns the version."""
     version = 1 + max(max(versions(repository, s.name), default=0) for s in ASGNET_MODELS)
     vocabulary = trained.vocabulary
-    ids, attention = encode(trained.tokenizer, labelled.texts(vocabulary)[:64])
+    all_ids, all_attention = encode(trained.tokenizer, labelled.texts(vocabulary))
+    # S-Net's probe: the first 64 texts, cut to their longest (as a batch of them is served).
+    ids, attention = (
+        t.numpy() for t in trim(*map(torch.from_numpy, (all_ids[:64], all_attention[:64])))
+    )
     counts = labelled.counts(vocabulary)
     features, _, _ = snet_outputs(
-        trained.snet,
-        *(torch.from_numpy(a) for a in encode(trained.tokenizer, labelled.texts(vocabulary))),
+        trained.snet, torch.from_numpy(all_ids), torch.from_numpy(all_attention)
     )
     with torch.no_grad():
         latent = trained.vnet(torch.from_numpy(counts)).numpy()
