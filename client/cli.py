@@ -51,7 +51,7 @@ def cmd_evaluate_params(args: argparse.Namespace) -> int:
 def cmd_evaluate_asgnet(args: argparse.Namespace) -> int:
     from client.evaluate_asgnet import main_evaluation
 
-    main_evaluation(args.datasets, args.data, args.report)
+    main_evaluation(args.datasets, args.data, args.report, encoder_folder=args.encoder)
     print(args.report.read_text())
     return 0
 
@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     eva.add_argument("--data", type=Path, default=None, help="../shared/data by default")
     eva.add_argument("--datasets", nargs="+", choices=["hdfs", "bgl"], default=["hdfs", "bgl"])
     eva.add_argument("--report", type=Path, default=Path("reports/asgnet.md"))
+    eva.add_argument(
+        "--encoder",
+        type=Path,
+        default=None,
+        help="local RoBERTa checkpoint folder (save_pretrained output) to fine-tune; "
+        "default: pre-train one on the log text by MLM",
+    )
 
     train = sub.add_parser("train", help="train both DeepLog models on a normal raw log")
     train.add_argument("log", type=Path)

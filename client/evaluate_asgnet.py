@@ -124,7 +124,9 @@ class DatasetResult:
     seconds: float
 
 
-def evaluate_dataset(dataset: Dataset, config: AsgnetConfig, seed: int = 0) -> DatasetResult:
+def evaluate_dataset(
+    dataset: Dataset, config: AsgnetConfig, seed: int = 0, encoder_folder: Path | None = None
+) -> DatasetResult:
     start = time.perf_counter()
     parts = stratified_split(dataset.labels, SPLIT, np.random.default_rng(seed))
     train, validation, test = (
@@ -136,7 +138,9 @@ def evaluate_dataset(dataset: Dataset, config: AsgnetConfig, seed: int = 0) -> D
         for idx in parts
     )
     print(f"== {dataset.name}: {len(train)}/{len(validation)}/{len(test)} distinct units")
-    trained = train_asgnet(train, validation, dataset.vocabulary, dataset.classes, config)
+    trained = train_asgnet(
+        train, validation, dataset.vocabulary, dataset.classes, config, encoder_folder
+    )
     scores, gated = ablation(trained, test)
     seen = set(zip(train.keys, train.labels.tolist(), strict=True))
     overlap = sum(
@@ -178,6 +182,11 @@ CONFIGS = {
 def _row(label: str, s: Scores) -> str:
     p, r, f1 = s.anomaly
     return f"| {label} | {p:.3f} | {r:.3f} | {f1:.3f} | {s.macro_f1:.3f} |"
+
+
+def _timings(seconds: dict[str, float]) -> str:
+    names = {"vnet_s": "V-Net", "mlm_s": "MLM", "finetune_s": "fine-tune", "gnet_s": "G-Net"}
+    return ", ".join(f"{names.get(k, k)} {v:.1f} s" for k, v in seconds.items())
 
 
 def report_text(
@@ -222,7 +231,7 @@ def report_text(
             f"{result.training['finetune_epochs_run']} epochs "
             f"(best {result.training['finetune_best_epoch']}); "
             f"G-Net best epoch {result.training['gnet_best_epoch']}; "
-            f"time {result.seconds:.0f} s ({result.training['seconds']}).",
+            f"time {result.seconds:.0f} s ({_timings(result.training['seconds'])}).",
         ]
         if len(result.classes) > 2:
             gated = result.scores["ASGNet (gated)"]
@@ -242,9 +251,18 @@ def report_text(
 
 
 def main_evaluation(
-    datasets: list[str], data_root: Path | None, report: Path, command: str = "make eval-asgnet"
+    datasets: list[str],
+    data_root: Path | None,
+    report: Path,
+    command: str = "make eval-asgnet",
+    encoder_folder: Path | None = None,
 ) -> list[DatasetResult]:
-    results = [evaluate_dataset(DATASETS[d](data_root), CONFIGS[d]) for d in datasets]
+    """Evaluate on each dataset; ``encoder_folder`` names a local RoBERTa checkpoint to fine-tune
+    instead of pre-training one here."""
+    results = [
+        evaluate_dataset(DATASETS[d](data_root), CONFIGS[d], encoder_folder=encoder_folder)
+        for d in datasets
+    ]
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(report_text(results, CONFIGS, command))
     report.with_suffix(".json").write_text(

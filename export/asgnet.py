@@ -24,7 +24,7 @@ from export.fitting import EarlyStopping, fit
 from export.gnet import GNet, GNetConfig, LatentClassifier
 from export.log_tokenizer import encode, train_tokenizer, unit_text
 from export.metrics import Scores, classification_scores
-from export.snet import SNet, SNetConfig, load_encoder, new_encoder, pretrain_mlm, trim
+from export.snet import SNet, SNetConfig, load_checkpoint, new_encoder, pretrain_mlm, trim
 from export.vnet import VNet, VNetConfig, count_vectors, train_vnet
 from export.vocab import KeyVocabulary
 
@@ -180,9 +180,12 @@ def train_asgnet(
         present = share > 0
         class_weight[present] = share.sum() / (present.sum() * share[present])
 
-    tokenizer = train_tokenizer(
-        train.texts(vocabulary), config.tokenizer_vocab, config.snet.max_length
-    )
+    if encoder_folder is not None:
+        encoder, tokenizer = load_checkpoint(encoder_folder, config.snet.max_length)
+    else:
+        tokenizer = train_tokenizer(
+            train.texts(vocabulary), config.tokenizer_vocab, config.snet.max_length
+        )
     tr = _encode(train, vocabulary, tokenizer, class_weight)
     va = _encode(validation, vocabulary, tokenizer, class_weight)
 
@@ -190,7 +193,6 @@ def train_asgnet(
     timings["vnet_s"] = vnet_report.seconds
 
     if encoder_folder is not None:
-        encoder = load_encoder(encoder_folder)
         pretrain = None
     else:
         encoder = new_encoder(tokenizer.get_vocab_size(), config.snet)

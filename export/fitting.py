@@ -65,7 +65,11 @@ def fit(
 
 @dataclass
 class EarlyStopping:
-    """Scores the model after each epoch (higher is better) and keeps the best weights."""
+    """Scores the model after each epoch (higher is better) and keeps the best weights.
+
+    An epoch that ties the best replaces it: on a small validation set F1 reaches its plateau
+    early while the class probabilities keep sharpening, and the later, surer model is the one
+    an operator wants to read probabilities from."""
 
     score: Callable[[], float]
     patience: int = 3
@@ -79,7 +83,7 @@ class EarlyStopping:
         with torch.no_grad():
             value = float(self.score())
         self.scores.append(value)
-        if value > self.best_score:
+        if value >= self.best_score:
             self.best_score, self.best_epoch = value, len(self.scores) - 1
             self.best_state = copy.deepcopy(model.state_dict())
         return len(self.scores) - 1 - self.best_epoch >= self.patience

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 from transformers import RobertaConfig, RobertaForMaskedLM, RobertaModel
 
 from export.fitting import fit
-from export.log_tokenizer import SPECIAL_TOKENS
+from export.log_tokenizer import SPECIAL_TOKENS, TOKENIZER_FILE
 
 PAD, MASK = SPECIAL_TOKENS.index("<pad>"), SPECIAL_TOKENS.index("<mask>")
 
@@ -55,11 +56,40 @@ def new_encoder(vocab_size: int, config: SNetConfig) -> RobertaForMaskedLM:
     return RobertaForMaskedLM(roberta)
 
 
-def load_encoder(folder: Path) -> RobertaForMaskedLM:
+def _load_encoder(folder: Path) -> RobertaForMaskedLM:
     """A local checkpoint folder (``save_pretrained`` output); never a hub download."""
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder} is not a RoBERTa checkpoint folder (no config.json)")
     return RobertaForMaskedLM.from_pretrained(str(folder), local_files_only=True)
+
+
+def load_checkpoint(folder: Path, max_length: int) -> tuple[RobertaForMaskedLM, Tokenizer]:
+    """A local checkpoint and the tokenizer it was trained with (``tokenizer.json`` beside its
+    weights): a checkpoint's embeddings mean nothing under another tokenizer's ids."""
+    encoder = _load_encoder(folder)
+    if not (folder / TOKENIZER_FILE).exists():
+        raise FileNotFoundError(
+            f"{folder} has no {TOKENIZER_FILE}: a checkpoint must come with its tokenizer"
+        )
+    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    config = encoder.config
+    problems = []
+    if tokenizer.get_vocab_size() > config.vocab_size:
+        problems.append(
+            f"tokenizer has {tokenizer.get_vocab_size()} tokens, embeddings {config.vocab_size}"
+        )
+    if tokenizer.token_to_id("<pad>") != config.pad_token_id:
+        problems.append(f"<pad> is {tokenizer.token_to_id('<pad>')}, model {config.pad_token_id}")
+    if max_length + 2 > config.max_position_embeddings:
+        problems.append(
+            f"max_length {max_length} needs {max_length + 2} positions, "
+            f"model has {config.max_position_embeddings}"
+        )
+    if problems:
+        raise ValueError(f"{folder}: checkpoint and tokenizer do not fit: {'; '.join(problems)}")
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=config.pad_token_id, pad_token="<pad>")
+    return encoder, tokenizer
 
 
 def mask_tokens(

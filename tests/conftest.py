@@ -62,29 +62,13 @@ TINY_ASGNET_ROWS = 600  # of robust_log_train.csv: enough for every stage to lea
 
 
 @pytest.fixture(scope="session")
-def tiny_asgnet(hdfs_dir):
-    """A small ASGNet trained on real HDFS sessions, with its splits: what the unit and
-    integration tests export, serve and compare."""
-    import numpy as np
-
-    from client.evaluate_asgnet import hdfs_dataset
-    from export.asgnet import AsgnetConfig, Units, stratified_split, train_asgnet
+def tiny_asgnet_config():
+    """ASGNet sized to train in seconds on a few hundred sessions."""
+    from export.asgnet import AsgnetConfig
     from export.snet import SNetConfig
     from export.vnet import VNetConfig
 
-    data = hdfs_dataset(hdfs_dir.parent)
-    rng = np.random.default_rng(0)
-    rows = rng.choice(len(data.keys), TINY_ASGNET_ROWS, replace=False)
-    labels = [data.labels[i] for i in rows]
-    splits = [
-        Units.from_rows(
-            [data.keys[rows[i]] for i in part],
-            [labels[i] for i in part],
-            [data.names[rows[i]] for i in part],
-        )
-        for part in stratified_split(labels, (0.6, 0.2, 0.2), rng)
-    ]
-    config = AsgnetConfig(
+    return AsgnetConfig(
         snet=SNetConfig(
             hidden=32,
             layers=1,
@@ -100,7 +84,30 @@ def tiny_asgnet(hdfs_dir):
         finetune_epochs=3,
         finetune_learning_rate=1e-3,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_asgnet(hdfs_dir, tiny_asgnet_config):
+    """A small ASGNet trained on real HDFS sessions, with its splits: what the unit and
+    integration tests export, serve and compare."""
+    import numpy as np
+
+    from client.evaluate_asgnet import hdfs_dataset
+    from export.asgnet import Units, stratified_split, train_asgnet
+
+    data = hdfs_dataset(hdfs_dir.parent)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(data.keys), TINY_ASGNET_ROWS, replace=False)
+    labels = [data.labels[i] for i in rows]
+    splits = [
+        Units.from_rows(
+            [data.keys[rows[i]] for i in part],
+            [labels[i] for i in part],
+            [data.names[rows[i]] for i in part],
+        )
+        for part in stratified_split(labels, (0.6, 0.2, 0.2), rng)
+    ]
     trained = train_asgnet(
-        splits[0], splits[1], data.vocabulary, data.classes, config, progress=False
+        splits[0], splits[1], data.vocabulary, data.classes, tiny_asgnet_config, progress=False
     )
     return trained, splits

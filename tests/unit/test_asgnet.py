@@ -1,15 +1,17 @@
 """ASGNet: units and splits, the gate, early stopping, training, export parity, the index."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from client.log_anomaly import SimilarUnits
-from export.asgnet import ABLATION, Units, ablation, predict, stratified_split
+from export.asgnet import ABLATION, Units, ablation, predict, stratified_split, train_asgnet
 from export.fitting import EarlyStopping
 from export.gnet import GNet, GNetConfig
+from export.log_tokenizer import save_tokenizer
 from export.metrics import classification_scores
 from export.publish_asgnet import ASGNET_MODELS, AsgnetMeta, publish_asgnet
 from export.repository import read_meta, versions
@@ -56,6 +58,18 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     assert model.weight.item() == 1.0 and stopping.best_epoch == 1
 
 
+def test_early_stopping_keeps_the_later_of_two_equally_good_epochs():
+    model = torch.nn.Linear(1, 1)
+    scores = iter([0.9, 0.9, 0.5])
+    stopping = EarlyStopping(lambda: next(scores), patience=2)
+    for epoch in range(3):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stopping.update(model)
+    stopping.restore(model)
+    assert model.weight.item() == 1.0 and stopping.best_epoch == 1
+
+
 def test_scores_count_each_unit_as_often_as_it_occurred():
     truth, predicted = np.array([0, 1, 1, 2]), np.array([0, 1, 0, 2])
     scores = classification_scores(truth, predicted, ("normal", "a", "b"), np.array([1, 3, 1, 1.0]))
@@ -73,6 +87,21 @@ def test_training_keeps_the_best_checkpoint_and_beats_chance_on_real_sessions(ti
     assert set(scores) == set(ABLATION)
     assert scores["ASGNet (gated)"].macro_f1 > 0.6  # balanced classes: chance is about 0.5
     assert 0.0 <= gated <= 1.0
+
+
+def test_a_local_checkpoint_is_fine_tuned_with_its_own_tokenizer_instead_of_pretraining(
+    tiny_asgnet, tiny_asgnet_config, tmp_path
+):
+    trained, (train, validation, _) = tiny_asgnet
+    trained.snet.encoder.save_pretrained(tmp_path)
+    save_tokenizer(trained.tokenizer, tmp_path)
+    config = replace(tiny_asgnet_config, finetune_epochs=1)
+    again = train_asgnet(
+        train, validation, trained.vocabulary, trained.classes, config, tmp_path, progress=False
+    )
+    assert again.report["encoder"] == str(tmp_path)
+    assert "mlm_s" not in again.report["seconds"]
+    assert again.tokenizer.get_vocab() == trained.tokenizer.get_vocab()
 
 
 def test_published_models_share_a_version_agree_with_pytorch_and_index_the_units(

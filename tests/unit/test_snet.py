@@ -7,13 +7,19 @@ import pytest
 import torch
 
 from export.hdfs_data import HDFS_EVENTS
-from export.log_tokenizer import SPECIAL_TOKENS, encode, train_tokenizer, unit_text
+from export.log_tokenizer import (
+    SPECIAL_TOKENS,
+    encode,
+    save_tokenizer,
+    train_tokenizer,
+    unit_text,
+)
 from export.onnx_export import check_parity, export_onnx
 from export.snet import (
     MASK,
     SNet,
     SNetConfig,
-    load_encoder,
+    load_checkpoint,
     mask_tokens,
     new_encoder,
     pretrain_mlm,
@@ -64,15 +70,22 @@ def test_pretraining_on_log_text_lowers_the_masked_lm_loss(corpus):
     assert report.final_loss < 0.6 * first.final_loss
 
 
-def test_a_local_checkpoint_loads_through_the_same_code_path(corpus, tmp_path):
+def test_a_local_checkpoint_loads_with_its_own_tokenizer(corpus, tmp_path):
     tokenizer, _, _ = corpus
     encoder = new_encoder(tokenizer.get_vocab_size(), CONFIG)
     encoder.save_pretrained(tmp_path)
-    loaded = load_encoder(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json"):
+        load_checkpoint(tmp_path, CONFIG.max_length)
+    save_tokenizer(tokenizer, tmp_path)
+    loaded, loaded_tokenizer = load_checkpoint(tmp_path, CONFIG.max_length)
     for a, b in zip(encoder.state_dict().values(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+    text = "PacketResponder <*> for block <*> terminating"
+    assert loaded_tokenizer.encode(text).ids == tokenizer.encode(text).ids
+    with pytest.raises(ValueError, match=r"needs .* positions"):
+        load_checkpoint(tmp_path, CONFIG.max_length * 2)
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
-        load_encoder(tmp_path / "nothing")
+        load_checkpoint(tmp_path / "nothing", CONFIG.max_length)
 
 
 @pytest.mark.parametrize("batch", [1, 7])
