@@ -24,7 +24,7 @@ from export.asgnet import NORMAL
 from export.log_tokenizer import unit_text
 from export.publish_asgnet import SIMILAR_INDEX, SIMILAR_UNITS, AsgnetMeta
 from export.repository import VersionMismatch
-from export.specs import ASGNET_GNET, ASGNET_SNET, LOG_ANOMALY
+from export.specs import ASGNET_GNET, ASGNET_SNET, DEEPLOG_KEYS, LOG_ANOMALY
 from export.vnet import count_vectors
 from export.vocab import END, FIRST_KEY, UNKNOWN
 from export.windows import session_windows
@@ -79,6 +79,9 @@ class SessionResult:
     diagnosis: Diagnosis
 
 
+TEXT_BYTES = 64 * 1024  # far more than any S-Net max_length of tokens
+
+
 class LogAnomalyModel:
     """The ``log_anomaly`` ensemble, read with the key model's and ASGNet's metadata."""
 
@@ -101,6 +104,9 @@ class LogAnomalyModel:
         windows, next_keys = session_windows(session_keys, meta.window, meta.end_marker)
         vocab = meta.vocabulary
         text = unit_text([vocab.template(k) for k in session_keys])
+        # S-Net reads only its first max_length tokens; a long session's full text would only
+        # cost bandwidth, and past 1 MiB the tokenizer model refuses it.
+        text = text.encode("utf-8")[:TEXT_BYTES].decode("utf-8", errors="ignore")
         counts = count_vectors(
             [[self._count_key.get(k, UNKNOWN) for k in session_keys]], self.meta.vocabulary.size
         )
@@ -113,7 +119,20 @@ class LogAnomalyModel:
 
     def check(self, session_keys: list[int]) -> SessionResult:
         inputs = self.request(session_keys)
-        out = self.triton.infer(LOG_ANOMALY.name, inputs, LOG_ANOMALY.output_names).outputs
+        # Inside the ensemble, a session's windows are one deeplog_keys batch: a longer session
+        # sends its first windows with the text and scores the rest through deeplog_keys alone.
+        limit = DEEPLOG_KEYS.max_batch_size
+        head = {
+            **inputs,
+            "WINDOWS": inputs["WINDOWS"][:limit],
+            "NEXT_KEY": inputs["NEXT_KEY"][:limit],
+        }
+        out = self.triton.infer(LOG_ANOMALY.name, head, LOG_ANOMALY.output_names).outputs
+        if len(inputs["WINDOWS"]) > limit:
+            rest = self.keys.score(inputs["WINDOWS"][limit:], inputs["NEXT_KEY"][limit:, 0])
+            out["RANK"] = np.concatenate([out["RANK"][:, 0], rest.rank])[:, None]
+            out["TOP_KEYS"] = np.concatenate([out["TOP_KEYS"], rest.top_keys])
+            out["TOP_PROBS"] = np.concatenate([out["TOP_PROBS"], rest.top_probs])
         probs = out["PROBS"][0]
         if len(probs) != len(self.meta.classes):
             raise VersionMismatch(

@@ -4,12 +4,12 @@
 import numpy as np
 import pytest
 
-from client.log_anomaly import SessionDetector, open_log_anomaly
+from client.log_anomaly import TEXT_BYTES, SessionDetector, open_log_anomaly
 from client.triton_client import InferenceError
 from export.asgnet import predict
 from export.hdfs_data import read_key_sessions
 from export.log_tokenizer import encode
-from export.specs import ASGNET, ASGNET_TOKENIZER
+from export.specs import ASGNET, ASGNET_TOKENIZER, DEEPLOG_KEYS
 from export.windows import session_windows
 
 UNITS = 32
@@ -93,6 +93,20 @@ def test_log_anomaly_gives_deeplog_and_asgnet_answers_in_one_request(
         assert result.diagnosis.probabilities == pytest.approx(expected, abs=1e-4)
         assert len(result.diagnosis.similar) == 3
         assert result.diagnosis.similar[0].distance <= result.diagnosis.similar[-1].distance
+
+
+def test_a_session_longer_than_one_batch_is_checked_whole(
+    triton, repository, hdfs_model, asgnet_release, abnormal_sessions
+):
+    model = open_log_anomaly(triton, hdfs_model, repository, load=False)
+    keys = (abnormal_sessions[0] * 2000)[: DEEPLOG_KEYS.max_batch_size + 500]
+    result = model.check(keys)
+    windows, next_keys = session_windows(keys, hdfs_model.meta.window, hdfs_model.meta.end_marker)
+    direct = hdfs_model.score(windows, next_keys)
+    np.testing.assert_array_equal(result.scores.rank, direct.rank)
+    np.testing.assert_array_equal(result.scores.top_keys, direct.top_keys)
+    assert len(model.request(keys)["TEXT"][0, 0]) <= TEXT_BYTES
+    assert result.diagnosis.label in model.meta.classes
 
 
 def test_sessions_diagnosed_abnormal_raise_alerts_with_similar_past_units(
