@@ -6,14 +6,22 @@ Commands are thin: they parse arguments and call one function. Dispatch is a tab
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
+from client.feedback import FeedbackError
+from client.retrain import RetrainError
 from client.triton_client import InferenceError, ServerUnavailable
 from export.hdfs_data import DataMissing
 from export.publish import PARAM_FORMATS
+from export.repository import VersionMismatch
 from server_config.launcher import ServerStartError
+
+DEFAULT_STORE = Path("state/feedback.sqlite")
+UPDATE_EPOCHS = 5
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -85,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from client.detection import open_key_model
+    from client.feedback import FeedbackStore, alert_id
     from client.formats import FORMATS
     from client.log_anomaly import open_log_anomaly
     from client.param_detection import open_param_model
@@ -107,14 +116,28 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not args.no_asgnet and versions(args.repository, ASGNET_GNET.name)
         else None
     )
+    raised: list = []
+
+    def on_alert(alert) -> None:
+        raised.append(alert)
+        print(json.dumps({"id": alert_id(alert), **asdict(alert)}, ensure_ascii=False), flush=True)
+
     with open(args.log, "rb") as f:
         summary = detect_stream(
             (line for line in f),
             model,
-            lambda a: print(a.to_json(), flush=True),
+            on_alert,
             log_format=FORMATS[args.log_format],
             params=params,
             diagnose=diagnose,
+            keep_keys=not args.no_store,
+        )
+    if not args.no_store:
+        with FeedbackStore(args.store) as store:
+            new = store.record(raised, summary.alerted_keys, model.meta.vocabulary.fingerprint)
+        print(
+            f"# {new} new alerts recorded in {args.store} (feedback: logad feedback)",
+            file=sys.stderr,
         )
     print(
         f"# {summary.parse.summary()}; {summary.sessions} sessions, "
@@ -123,6 +146,77 @@ def cmd_detect(args: argparse.Namespace) -> int:
         f"alerts ({'log_anomaly' if diagnose else 'deeplog_keys only'})",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackStore
+
+    with FeedbackStore(args.store) as store:
+        if args.action == "list":
+            for alert, verdict in store.alerts(args.limit):
+                print(
+                    f"{alert.id}  {alert.check:15s} {alert.session:28s} {alert.model} "
+                    f"v{alert.model_version}  {verdict or '-'}"
+                )
+            return 0
+        verdict = FALSE_POSITIVE if args.action == "false-positive" else CONFIRMED
+        given = store.give(args.alert_id, verdict, getattr(args, "label", None))
+    print(
+        f"feedback #{given.id}: alert {given.alert.id} ({given.alert.check}, session "
+        f"{given.alert.session}, {given.alert.model} v{given.alert.model_version}) marked "
+        f"{given.verdict}{f' as {given.label}' if given.label else ''} at {given.given_at}"
+    )
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from client.feedback import FeedbackStore
+    from client.retrain import LoadFailed, read_key_file, retrain_keys
+    from client.triton_client import TritonClient
+    from export.online import Acceptance, UpdateConfig
+    from export.publish import KeyModelMeta
+    from export.specs import DEEPLOG_KEYS
+
+    triton = TritonClient(args.url)
+    anomalies = None
+    if args.abnormal:
+        serving = triton.ready_versions(DEEPLOG_KEYS.name)
+        meta = KeyModelMeta.load(args.repository, serving[-1]) if serving else None
+        if meta is None:
+            raise LoadFailed(f"{DEEPLOG_KEYS.name} is not being served by {args.url}")
+        anomalies = read_key_file(args.abnormal, meta.vocabulary)
+    with FeedbackStore(args.store) as store:
+        result = retrain_keys(
+            store,
+            triton,
+            args.repository,
+            anomalies,
+            UpdateConfig(epochs=args.epochs),
+            Acceptance(args.max_recall_drop, args.max_fp_rise),
+        )
+    print(f"{result.model}: v{result.old_version} -> ", end="")
+    print(f"v{result.new_version}" if result.new_version else "nothing published")
+    for name, r in (("before", result.before), ("after", result.after)):
+        recall = "n/a" if r.recall is None else f"{r.recall:.4f} of {r.anomalies}"
+        print(
+            f"  {name:6s} false positives {r.false_positives}/{r.normal_sessions} known normal, "
+            f"recall {recall} known anomalies, fed-back sessions still flagged "
+            f"{r.feedback_flagged}/{r.feedback_sessions}"
+        )
+    print("  " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in result.seconds.items()))
+    if result.refused:
+        print("refused: " + "; ".join(result.refused), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from client.retrain import rollback
+    from client.triton_client import TritonClient
+
+    retired, serving = rollback(TritonClient(args.url), args.repository, args.model)
+    print(f"{args.model}: v{retired} retired, v{serving} serving")
     return 0
 
 
@@ -192,11 +286,40 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--repository", type=Path, default=Path("model_repository"))
     detect.add_argument("--version", type=int, default=None)
     detect.add_argument("--no-load", action="store_true", help="the model is loaded already")
+    detect.add_argument("--store", type=Path, default=DEFAULT_STORE, help="feedback store")
+    detect.add_argument("--no-store", action="store_true", help="do not record the alerts")
     detect.add_argument(
         "--no-asgnet",
         action="store_true",
         help="DeepLog's key check only (deeplog_keys), even where ASGNet is published",
     )
+
+    fb = sub.add_parser("feedback", help="mark an alert a false positive or confirm it")
+    fb.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    fb_sub = fb.add_subparsers(dest="action", required=True)
+    fb_list = fb_sub.add_parser("list", help="the newest alerts and their feedback")
+    fb_list.add_argument("--limit", type=int, default=50)
+    fp = fb_sub.add_parser("false-positive", help="the alert was wrong: the models learn it")
+    fp.add_argument("alert_id")
+    ok = fb_sub.add_parser("confirm", help="the alert was right (for a diagnosis: --label)")
+    ok.add_argument("alert_id")
+    ok.add_argument("--label", default=None, help="the right class of a diagnosis alert")
+
+    rt = sub.add_parser("retrain", help="learn pending feedback; publish and load a new version")
+    rt.add_argument("--url", default="127.0.0.1:8001")
+    rt.add_argument("--repository", type=Path, default=Path("model_repository"))
+    rt.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    rt.add_argument(
+        "--abnormal", type=Path, default=None, help="known anomalies: key names per line"
+    )
+    rt.add_argument("--epochs", type=int, default=UPDATE_EPOCHS)
+    rt.add_argument("--max-recall-drop", type=float, default=0.0)
+    rt.add_argument("--max-fp-rise", type=float, default=0.0, help="as a share of sessions")
+
+    rb = sub.add_parser("rollback", help="retire the newest version; the one before serves")
+    rb.add_argument("model", nargs="?", default="deeplog_keys")
+    rb.add_argument("--url", default="127.0.0.1:8001")
+    rb.add_argument("--repository", type=Path, default=Path("model_repository"))
     return parser
 
 
@@ -207,6 +330,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate-asgnet": cmd_evaluate_asgnet,
     "train": cmd_train,
     "detect": cmd_detect,
+    "feedback": cmd_feedback,
+    "retrain": cmd_retrain,
+    "rollback": cmd_rollback,
 }
 
 
@@ -220,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         InferenceError,
         DataMissing,
         FileNotFoundError,
+        FeedbackError,
+        RetrainError,
+        VersionMismatch,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ import numpy as np
 from client.alerts import Alert, key_reason, key_ref
 from client.triton_client import TritonClient
 from export.publish import KeyModelMeta
+from export.repository import VersionMismatch
 from export.specs import DEEPLOG_KEYS
 from export.vocab import END, UNKNOWN
 from export.windows import WindowStream, session_windows
@@ -40,38 +41,100 @@ class Scores:
     top_keys: np.ndarray  # [n, g]
     top_probs: np.ndarray  # [n, g]
     anomalous: np.ndarray  # [n] bool
+    version: np.ndarray  # [n] the model version that judged each row
 
 
 class KeyModel:
-    """One version of deeplog_keys served by Triton."""
+    """deeplog_keys served by Triton.
 
-    def __init__(self, triton: TritonClient, meta: KeyModelMeta, max_batch: int = 4096) -> None:
+    Pinned (``pinned=True``), every request names ``meta.version``. Otherwise the model follows
+    the server: requests go to the newest ready version, and each answer is judged with the g of
+    the version that answered (read from its folder in ``repository``), so a retrained version
+    takes over without a restart and no request is sent to a version being unloaded. A version
+    whose vocabulary or h differs would mean other keys: that answer is refused.
+    """
+
+    def __init__(
+        self,
+        triton: TritonClient,
+        meta: KeyModelMeta,
+        max_batch: int = 4096,
+        repository: Path | None = None,
+        pinned: bool = True,
+    ) -> None:
+        if not pinned and repository is None:
+            raise ValueError("a model that follows the server needs the repository to read metas")
         self.triton = triton
         self.meta = meta
         self.max_batch = min(max_batch, DEEPLOG_KEYS.max_batch_size)
+        self.repository = repository
+        self.pinned = pinned
+        self._metas = {meta.version: meta}
+
+    def meta_of(self, version: int) -> KeyModelMeta:
+        """The metadata of the version that answered, checked to speak the same keys."""
+        meta = self._metas.get(version)
+        if meta is None:
+            assert self.repository is not None
+            meta = KeyModelMeta.load(self.repository, version)
+            same = (meta.vocabulary, meta.window, meta.end_marker) == (
+                self.meta.vocabulary,
+                self.meta.window,
+                self.meta.end_marker,
+            )
+            if not same:
+                raise VersionMismatch(
+                    f"{DEEPLOG_KEYS.name} v{version} answered, but its vocabulary or h differs "
+                    f"from v{self.meta.version}'s the stream is parsed with: restart the client"
+                )
+            self._metas[version] = meta
+        return meta
 
     def score(self, windows: np.ndarray, next_keys: np.ndarray) -> Scores:
         """Score many windows, in requests of up to ``max_batch`` windows each."""
         if windows.ndim != 2 or windows.shape[1] != self.meta.window:
             raise ValueError(f"windows must be [n, {self.meta.window}], got {windows.shape}")
-        if len(windows) == 0:
+        windows, next_keys = windows.astype(np.int64), next_keys.astype(np.int64)
+        parts = []
+        for i in range(0, len(windows), self.max_batch):
+            result = self.triton.infer(
+                DEEPLOG_KEYS.name,
+                {
+                    "WINDOWS": np.ascontiguousarray(windows[i : i + self.max_batch]),
+                    "NEXT_KEY": np.ascontiguousarray(next_keys[i : i + self.max_batch, None]),
+                },
+                DEEPLOG_KEYS.output_names,
+                version=self.meta.version if self.pinned else None,
+            )
+            meta = self.meta_of(int(result.model_version))
+            out = result.outputs
+            rank = out["RANK"][:, 0]
+            keys = next_keys[i : i + self.max_batch]
+            anomalous = (rank >= meta.top_g) | (keys == UNKNOWN)
+            version = np.full(len(rank), meta.version, dtype=np.int64)
+            parts.append((rank, out["TOP_KEYS"], out["TOP_PROBS"], anomalous, version))
+        if not parts:
             g = self.meta.top_g
             return Scores(
                 np.zeros(0, np.int64),
                 np.zeros((0, g), np.int64),
                 np.zeros((0, g), np.float32),
                 np.zeros(0, bool),
+                np.zeros(0, np.int64),
             )
-        out = self.triton.infer_in_batches(
-            DEEPLOG_KEYS.name,
-            {"WINDOWS": windows.astype(np.int64), "NEXT_KEY": next_keys[:, None].astype(np.int64)},
-            DEEPLOG_KEYS.output_names,
-            version=self.meta.version,
-            max_batch=self.max_batch,
+        # Versions may differ in g, so the top-k columns are padded to the widest.
+        width = max(p[1].shape[1] for p in parts)
+
+        def pad(a: np.ndarray, fill: float) -> np.ndarray:
+            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
+
+        return Scores(
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([pad(p[1], -1) for p in parts]),
+            np.concatenate([pad(p[2], 0.0) for p in parts]),
+            np.concatenate([p[3] for p in parts]),
+            np.concatenate([p[4] for p in parts]),
         )
-        rank = out["RANK"][:, 0]
-        anomalous = (rank >= self.meta.top_g) | (next_keys == UNKNOWN)
-        return Scores(rank, out["TOP_KEYS"], out["TOP_PROBS"], anomalous)
 
     def sessions_anomalous(self, sessions: Sequence[Sequence[int]]) -> np.ndarray:
         """Verdict per complete key session (True = abnormal), all windows in large requests."""
@@ -101,9 +164,10 @@ def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> Alert:
         expected=tuple(
             key_ref(vocab, int(k), round(float(p), 4))
             for k, p in zip(scores.top_keys[i], scores.top_probs[i], strict=True)
+            if k >= 0
         ),
         model=DEEPLOG_KEYS.name,
-        model_version=meta.version,
+        model_version=int(scores.version[i]),
     )
 
 
@@ -177,7 +241,9 @@ def open_key_model(
 ) -> KeyModel:
     """Ask the server to load deeplog_keys, then bind to a ready version and its metadata.
 
-    Without ``version``, the newest ready version is used.
+    A named ``version`` pins every request to it; without one, the model starts from the newest
+    ready version and follows the server to newer ones (a retrain swapping one in).
     """
     chosen = triton.bind_version(DEEPLOG_KEYS.name, version, load)
-    return KeyModel(triton, KeyModelMeta.load(repository, chosen))
+    meta = KeyModelMeta.load(repository, chosen)
+    return KeyModel(triton, meta, repository=repository, pinned=version is not None)

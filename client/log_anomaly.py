@@ -131,8 +131,9 @@ class LogAnomalyModel:
         if len(inputs["WINDOWS"]) > limit:
             rest = self.keys.score(inputs["WINDOWS"][limit:], inputs["NEXT_KEY"][limit:, 0])
             out["RANK"] = np.concatenate([out["RANK"][:, 0], rest.rank])[:, None]
-            out["TOP_KEYS"] = np.concatenate([out["TOP_KEYS"], rest.top_keys])
-            out["TOP_PROBS"] = np.concatenate([out["TOP_PROBS"], rest.top_probs])
+            width = out["TOP_KEYS"].shape[1]
+            out["TOP_KEYS"] = np.concatenate([out["TOP_KEYS"], rest.top_keys[:, :width]])
+            out["TOP_PROBS"] = np.concatenate([out["TOP_PROBS"], rest.top_probs[:, :width]])
         probs = out["PROBS"][0]
         if len(probs) != len(self.meta.classes):
             raise VersionMismatch(
@@ -146,6 +147,8 @@ class LogAnomalyModel:
             out["TOP_KEYS"],
             out["TOP_PROBS"],
             (rank >= self.keys.meta.top_g) | (next_keys == UNKNOWN),
+            # The ensemble runs the newest deeplog_keys and does not say which: see README.
+            np.full(len(rank), self.keys.meta.version, dtype=np.int64),
         )
         best = int(np.argmax(probs))
         diagnosis = Diagnosis(

@@ -39,6 +39,8 @@ class StreamSummary:
     param_sessions: frozenset[str] = frozenset()  # sessions with a parameter-value alert
     diagnoses: dict[str, str] = field(default_factory=dict)  # ASGNet: session -> class
     diagnosis_alerts: int = 0
+    # With keep_keys: each session that raised an alert -> all its keys (what feedback retrains on)
+    alerted_keys: dict[str, list[int]] = field(default_factory=dict)
 
 
 def frozen_parser(model: KeyModel, log_format: LogFormat = HDFS_FORMAT) -> LogParser:
@@ -55,10 +57,12 @@ def detect_stream(
     progress: Callable[[int], None] | None = None,
     params: ParamModel | None = None,
     diagnose: LogAnomalyModel | None = None,
+    keep_keys: bool = False,
 ) -> StreamSummary:
     """Check every line with the log-key model (and the parameter-value model, if given); call
     ``on_alert`` as alerts arise; sessions close at end of stream. With ``diagnose``, sessions go
-    through the ``log_anomaly`` ensemble (key checks and diagnosis in one request each)."""
+    through the ``log_anomaly`` ensemble (key checks and diagnosis in one request each). With
+    ``keep_keys``, the summary holds the keys of every session that raised an alert."""
     if params is not None and params.meta.vocabulary != model.meta.vocabulary:
         raise VersionMismatch(
             f"{params.meta.model} v{params.meta.version} was trained on vocabulary "
@@ -74,10 +78,13 @@ def detect_stream(
     param_detector = ParamDetector(params) if params is not None else None
     start = time.perf_counter()
     counts: Counter = Counter()  # alerts by check
+    keys_of: dict[str, list[int]] = {}
+    alerted: set[str] = set()
 
     def emit(alerts: list) -> None:
         for alert in alerts:
             counts[alert.check] += 1
+            alerted.add(alert.session)
             on_alert(alert)
 
     without_session = 0
@@ -92,6 +99,8 @@ def detect_stream(
         if not sessions:
             without_session += 1
         for session in sessions:
+            if keep_keys:
+                keys_of.setdefault(session, []).append(key)
             emit(detector.push(session, key, line_no))
         if param_detector is not None:
             emit(param_detector.check_line(parsed, log_format))
@@ -113,4 +122,5 @@ def detect_stream(
         param_sessions=frozenset(param_detector.flagged_sessions if param_detector else ()),
         diagnoses=detector.diagnoses() if isinstance(detector, SessionDetector) else {},
         diagnosis_alerts=counts["diagnosis"],
+        alerted_keys={s: keys_of.get(s, []) for s in alerted} if keep_keys else {},
     )

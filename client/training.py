@@ -15,12 +15,11 @@ from client.formats import HDFS_FORMAT
 from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
 from client.parsing import LogFormat, LogParser, ParseStats
 from export.asgnet import NORMAL, AsgnetConfig, Units, train_asgnet
-from export.deeplog_keys import KeyModelConfig, train_key_model
+from export.deeplog_keys import KeyModelConfig, split_holdout, train_key_model
 from export.deeplog_params import KeySeries, ParamModelConfig, train_param_model
-from export.publish import publish_key_model, publish_param_model
+from export.publish import RetrainData, publish_key_model, publish_param_model
 from export.publish_asgnet import publish_asgnet
 from export.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
-from export.windows import windows_of_sessions
 
 
 @dataclass(frozen=True)
@@ -83,18 +82,15 @@ def train_and_publish(
 ) -> int:
     """Train DeepLog's key model on normal sessions and publish it; returns the new version."""
     model, report = train_key_model(sessions, vocabulary.size, config, progress=progress)
-    windows, keys = windows_of_sessions(sessions, config.window, config.end_marker)
-    rng = np.random.default_rng(config.seed)
-    probe = rng.choice(len(windows), size=min(2048, len(windows)), replace=False)
+    trained_on, held_out = split_holdout(sessions, config)
     training = {
         "source": source,
         "sessions": len(sessions),
         "config": asdict(config),
         **asdict(report),
     }
-    return publish_key_model(
-        model, config, report.top_g, vocabulary, repository, windows[probe], keys[probe], training
-    )
+    retrain = RetrainData.from_training(trained_on, held_out, config)
+    return publish_key_model(model, config, report.top_g, vocabulary, repository, retrain, training)
 
 
 def train_and_publish_params(

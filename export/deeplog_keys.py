@@ -11,6 +11,7 @@ most a target. Only normal training data is used to choose it, never labelled an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,32 @@ class TrainingReport:
     false_alarm_by_g: dict[int, float] | None = None  # calibration: g -> held-out flagged share
 
 
+def split_holdout(
+    sessions: list[list[int]], config: KeyModelConfig, rng: np.random.Generator | None = None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(sessions trained on, normal sessions held out to calibrate g); nothing is held out when
+    g is fixed. The split is the first draw of a generator seeded with ``config.seed``, so the
+    publisher gets the same held-out sessions (its check set) as training did."""
+    if config.top_g is not None:
+        return sessions, []
+    rng = rng or np.random.default_rng(config.seed)
+    order = rng.permutation(len(sessions))
+    cut = round(len(sessions) * config.holdout)
+    if cut < 1 or cut >= len(sessions):
+        raise ValueError(f"cannot hold out {config.holdout:.0%} of {len(sessions)} sessions")
+    return [sessions[i] for i in order[cut:]], [sessions[i] for i in order[:cut]]
+
+
+def next_key_loss(
+    model: KeyLSTM, windows: np.ndarray, next_keys: np.ndarray
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The batch loss ``fit`` minimises, for training and the online update alike:
+    cross-entropy of each window's next key."""
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(windows), torch.from_numpy(next_keys)
+    return lambda idx: loss_fn(model(xt[idx]), yt[idx])
+
+
 def train_key_model(
     sessions: list[list[int]],
     vocab_size: int,
@@ -95,25 +122,16 @@ def train_key_model(
     """Train on normal sessions only (DeepLog learns what normal looks like); calibrate g."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    held_out: list[list[int]] = []
-    if config.top_g is None:
-        order = rng.permutation(len(sessions))
-        cut = round(len(sessions) * config.holdout)
-        if cut < 1 or cut >= len(sessions):
-            raise ValueError(f"cannot hold out {config.holdout:.0%} of {len(sessions)} sessions")
-        held_out = [sessions[i] for i in order[:cut]]
-        sessions = [sessions[i] for i in order[cut:]]
+    sessions, held_out = split_holdout(sessions, config, rng)
     x, y = windows_of_sessions(sessions, config.window, config.end_marker)
     if len(x) == 0:
         raise ValueError("no training windows: the training data has no sessions")
     model = KeyLSTM(vocab_size, config)
-    loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     start = time.perf_counter()
     loss_value = fit(
         model,
-        lambda idx: loss_fn(model(xt[idx]), yt[idx]),
-        len(xt),
+        next_key_loss(model, x, y),
+        len(x),
         config.epochs,
         config.batch_size,
         config.learning_rate,
@@ -123,13 +141,11 @@ def train_key_model(
     )
     seconds = time.perf_counter() - start
     if config.top_g is not None:
-        return model, TrainingReport(len(xt), config.epochs, loss_value, seconds, config.top_g)
+        return model, TrainingReport(len(x), config.epochs, loss_value, seconds, config.top_g)
     worst = worst_ranks(model, held_out, config.window, config.end_marker)
     rates = {g: float(np.mean(worst >= g)) for g in range(1, vocab_size + 1)}
     top_g = min(g for g, rate in rates.items() if rate <= config.false_alarm_target)
-    report = TrainingReport(
-        len(xt), config.epochs, loss_value, seconds, top_g, len(held_out), rates
-    )
+    report = TrainingReport(len(x), config.epochs, loss_value, seconds, top_g, len(held_out), rates)
     return model, report
 
 

@@ -6,6 +6,7 @@ into the version folder they belong to, so a client reads them from the version 
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from export.specs import (
     DEEPLOG_PARAMS_TORCHSCRIPT,
 )
 from export.vocab import KeyVocabulary
+from export.windows import windows_of_sessions
 
 
 @dataclass(frozen=True)
@@ -57,36 +59,117 @@ class KeyModelMeta:
         )
 
 
+WEIGHTS_FILE = "weights.pt"  # PyTorch state dict: what a retrain continues from
+REPLAY_FILE = "replay.npz"  # normal training windows, replayed by the online update
+CHECK_NORMAL_FILE = "check_normal.json"  # normal sessions a retrain must not start flagging
+REPLAY_WINDOWS = 20_000
+CHECK_SESSIONS = 2_000
+
+
+@dataclass(frozen=True)
+class RetrainData:
+    """What a version keeps so that a later retrain can continue from it."""
+
+    replay_windows: np.ndarray  # [n, h] normal windows replayed by the online update
+    replay_keys: np.ndarray  # [n]
+    check_normal: list[list[int]]  # normal sessions a retrain must not start flagging
+    check_source: str
+
+    @classmethod
+    def from_training(
+        cls,
+        trained_on: list[list[int]],
+        held_out: list[list[int]],
+        config: KeyModelConfig,
+    ) -> RetrainData:
+        """A sample of the training windows; the held-out calibration sessions as the check
+        set, or a sample of the training sessions when g was fixed and nothing was held out."""
+        rng = np.random.default_rng(config.seed)
+        windows, keys = windows_of_sessions(trained_on, config.window, config.end_marker)
+        if len(windows) == 0:
+            raise ValueError("no training windows to probe and replay")
+        sample = rng.choice(len(windows), size=min(REPLAY_WINDOWS, len(windows)), replace=False)
+        if held_out:
+            check, source = held_out, "held out of training (calibration of g)"
+        else:
+            picked = rng.choice(len(trained_on), min(CHECK_SESSIONS, len(trained_on)), False)
+            check = [trained_on[i] for i in picked]
+            source = "a sample of the training sessions (g was fixed, nothing held out)"
+        check = [[int(k) for k in s] for s in check[:CHECK_SESSIONS]]
+        return cls(windows[sample], keys[sample], check, source)
+
+
 def publish_key_model(
     model: KeyLSTM,
     config: KeyModelConfig,
     top_g: int,
     vocabulary: KeyVocabulary,
     repository: Path,
-    probe_windows: np.ndarray,
-    probe_next: np.ndarray,
+    retrain: RetrainData,
     training: dict[str, Any],
+    keep: int = 2,
 ) -> int:
-    """Export to ONNX, check parity on the probe windows, write the version; returns it."""
+    """Export to ONNX, check parity on replay windows, write the version; returns it.
+
+    Beside the ONNX file the version keeps what a later retrain needs: the weights, the replay
+    windows and the check sessions.
+    """
+    replay_windows, replay_keys = retrain.replay_windows, retrain.replay_keys
+    check_normal = retrain.check_normal
     serving = KeyModelServing(model, top_g).eval()
-    probe = {"WINDOWS": probe_windows.astype(np.int64), "NEXT_KEY": probe_next.reshape(-1, 1)}
+    probe = {"WINDOWS": replay_windows[:2048], "NEXT_KEY": replay_keys[:2048].reshape(-1, 1)}
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
         path = folder / DEEPLOG_KEYS.default_model_filename
         example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
         export_onnx(serving, DEEPLOG_KEYS, example, path)
         parity = check_parity(serving, DEEPLOG_KEYS, probe, path)
+        torch.save(model.state_dict(), folder / WEIGHTS_FILE)
+        np.savez_compressed(folder / REPLAY_FILE, windows=replay_windows, next_keys=replay_keys)
+        (folder / CHECK_NORMAL_FILE).write_text(json.dumps(check_normal))
         return {
             "window": config.window,
             "top_g": top_g,
             "end_marker": config.end_marker,
             "vocabulary": vocabulary.to_json(),
             "vocabulary_fingerprint": vocabulary.fingerprint,
+            "model_config": asdict(config),
+            "check_normal": {"sessions": len(check_normal), "source": retrain.check_source},
             "parity": parity_summary(parity),
             "training": training,
         }
 
-    return write_version(repository, DEEPLOG_KEYS, fill)
+    return write_version(repository, DEEPLOG_KEYS, fill, keep=keep)
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """A published key model as a retrain continues from it."""
+
+    meta: KeyModelMeta
+    config: KeyModelConfig
+    model: KeyLSTM
+    retrain: RetrainData
+
+    @classmethod
+    def load(cls, repository: Path, version: int) -> KeyVersion:
+        meta = KeyModelMeta.load(repository, version)
+        folder = repository / DEEPLOG_KEYS.name / str(version)
+        raw = read_meta(repository, DEEPLOG_KEYS.name, version)
+        if not (folder / WEIGHTS_FILE).exists() or "model_config" not in raw:
+            raise FileNotFoundError(
+                f"{folder} has no {WEIGHTS_FILE}: it was published before retraining existed; "
+                "train a new version first"
+            )
+        config = KeyModelConfig(**raw["model_config"])
+        model = KeyLSTM(meta.vocabulary.size, config)
+        model.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True))
+        model.eval()
+        with np.load(folder / REPLAY_FILE) as replay:
+            windows, keys = replay["windows"], replay["next_keys"]
+        check = json.loads((folder / CHECK_NORMAL_FILE).read_text())
+        source = raw["check_normal"]["source"]
+        return cls(meta, config, model, RetrainData(windows, keys, check, source))
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,58 @@ def versions(repository: Path, model: str) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+RETIRED = ".retired-"  # a version taken out of service: hidden from Triton, kept for the record
+
+
+def retired_versions(repository: Path, model: str) -> list[int]:
+    folder = repository / model
+    if not folder.is_dir():
+        return []
+    return sorted(
+        int(p.name[len(RETIRED) :].split("-")[0])
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.startswith(RETIRED)
+    )
+
+
+def retire_version(repository: Path, model: str, version: int) -> Path:
+    """Take a version out of the repository in one rename; its number is never used again."""
+    folder = repository / model
+    target = folder / f"{RETIRED}{version}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{RETIRED}{version}-{n}"
+    os.rename(folder / str(version), target)
+    return target
+
+
+def prune_versions(repository: Path, model: str, keep: int) -> list[int]:
+    """Remove all but the newest ``keep`` versions; returns the removed numbers."""
+    removed = versions(repository, model)[:-keep] if keep > 0 else []
+    for old in removed:
+        shutil.rmtree(repository / model / str(old), ignore_errors=True)
+    return removed
+
+
+def _remove_abandoned_staging(folder: Path) -> None:
+    """Staging folders of writers that died (killed mid-export) are removed."""
+    for staging in folder.glob(".staging-*"):
+        pid = staging.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_version(
     repository: Path,
     spec: ModelSpec,
@@ -145,11 +197,16 @@ def write_version(
     ``fill(staging_dir, version)`` writes the model files, checks them (export parity) and returns
     the metadata that travels with the version. Only when it returns is the folder renamed into
     place; on any error the staging folder is removed and the repository is as it was.
-    Older versions beyond ``keep`` are removed. ``version`` (newer than any present) lets models
+    Older versions beyond ``keep`` are removed (``keep=0``: none, the caller prunes once the
+    new version serves). ``version`` (newer than any present) lets models
     published together share one number.
     """
     write_config(repository, spec)
-    newest = max(versions(repository, spec.name), default=0)
+    _remove_abandoned_staging(repository / spec.name)
+    # Retired numbers count too: a number once served always means the same weights.
+    newest = max(
+        versions(repository, spec.name) + retired_versions(repository, spec.name), default=0
+    )
     if version is None:
         version = newest + 1
     elif version <= newest:
@@ -168,8 +225,7 @@ def write_version(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    for old in versions(repository, spec.name)[:-keep] if keep > 0 else []:
-        shutil.rmtree(repository / spec.name / str(old), ignore_errors=True)
+    prune_versions(repository, spec.name, keep)
     return version
 
 

@@ -17,7 +17,12 @@ def test_every_command_parses_and_has_a_handler():
         "evaluate-asgnet",
         "train",
         "detect",
+        "feedback",
+        "retrain",
+        "rollback",
     }
+    fb = parser.parse_args(["feedback", "confirm", "abc123", "--label", "truncated"])
+    assert (fb.action, fb.alert_id, fb.label) == ("confirm", "abc123", "truncated")
 
 
 def test_a_missing_log_is_a_one_line_error_not_a_traceback(tmp_path, capsys):

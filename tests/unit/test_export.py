@@ -9,10 +9,9 @@ import torch
 
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing, train_key_model
 from export.onnx_export import ParityError, compare_outputs
-from export.publish import KeyModelMeta, publish_key_model
+from export.publish import KeyModelMeta, RetrainData, publish_key_model
 from export.specs import DEEPLOG_KEYS
 from export.vocab import KeyVocabulary
-from export.windows import windows_of_sessions
 
 CONFIG = KeyModelConfig(window=4, top_g=3, hidden=16, layers=2, embedding=8, epochs=2)
 VOCAB = KeyVocabulary(names=tuple(f"K{i}" for i in range(6)), templates=tuple("abcdef"))
@@ -23,10 +22,10 @@ def published(tmp_path_factory):
     rng = np.random.default_rng(0)
     sessions = [list(rng.integers(3, VOCAB.size, rng.integers(1, 12))) for _ in range(60)]
     model, report = train_key_model(sessions, VOCAB.size, CONFIG, progress=False)
-    x, y = windows_of_sessions(sessions, CONFIG.window)
     repository = tmp_path_factory.mktemp("repo")
+    retrain = RetrainData.from_training(sessions, [], CONFIG)
     version = publish_key_model(
-        model, CONFIG, report.top_g, VOCAB, repository, x, y, {"windows": report.windows}
+        model, CONFIG, report.top_g, VOCAB, repository, retrain, {"windows": report.windows}
     )
     return model, repository, version
 

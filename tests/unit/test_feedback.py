@@ -1,0 +1,73 @@
+"""The feedback store: alerts recorded with their sessions, one verdict per alert, durable."""
+
+import sqlite3
+
+import pytest
+
+from client.alerts import Alert, KeyRef
+from client.cli import main
+from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackError, FeedbackStore, alert_id
+
+
+def _alert(session: str, position: int = 3, check: str = "log_key") -> Alert:
+    ref = KeyRef(5, "T3", "Receiving block <*>")
+    return Alert(
+        session, position, 10 + position, check, "not_in_top_g", ref, 7, (ref,), "deeplog_keys", 2
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    with FeedbackStore(tmp_path / "state" / "feedback.sqlite") as s:
+        s.record([_alert("blk_1"), _alert("blk_2")], {"blk_1": [3, 5, 6], "blk_2": [3, 4]}, "fp1")
+        yield s
+
+
+def test_an_alert_is_stored_with_its_session_and_the_version_that_raised_it(store):
+    stored = store.alert(alert_id(_alert("blk_1")))
+    assert (stored.session, stored.model, stored.model_version) == ("blk_1", "deeplog_keys", 2)
+    assert stored.session_keys == [3, 5, 6] and stored.vocabulary == "fp1"
+    assert stored.alert["actual"]["name"] == "T3"
+
+
+def test_the_same_alert_recorded_twice_is_stored_once(store):
+    assert store.record([_alert("blk_1")], {"blk_1": [3, 5, 6]}, "fp1") == 0
+    assert len(store.alerts()) == 2
+
+
+def test_feedback_is_kept_with_a_timestamp_and_is_pending_until_used(store):
+    given = store.give(alert_id(_alert("blk_1")), FALSE_POSITIVE)
+    assert given.verdict == FALSE_POSITIVE and given.given_at and given.used_in is None
+    assert [f.id for f in store.pending("deeplog_keys")] == [given.id]
+    store.mark_used([given.id], "deeplog_keys v3")
+    assert store.pending() == []
+
+
+def test_unknown_and_duplicate_feedback_are_clear_errors(store):
+    with pytest.raises(FeedbackError, match="no alert 'nope'"):
+        store.give("nope", FALSE_POSITIVE)
+    store.give(alert_id(_alert("blk_2")), CONFIRMED)
+    with pytest.raises(FeedbackError, match="already has feedback \\(confirmed"):
+        store.give(alert_id(_alert("blk_2")), FALSE_POSITIVE)
+    with pytest.raises(FeedbackError, match="only a diagnosis takes a class"):
+        store.give(alert_id(_alert("blk_1")), CONFIRMED, label="truncated")
+
+
+def test_the_store_is_a_wal_database_that_survives_reopening(store):
+    given = store.give(alert_id(_alert("blk_1")), FALSE_POSITIVE)
+    store.close()
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    with FeedbackStore(store.path) as again:
+        assert [f.id for f in again.pending()] == [given.id]
+
+
+def test_the_cli_reports_a_bad_alert_id_in_one_line(store, capsys):
+    store.close()
+    assert main(["feedback", "--store", str(store.path), "false-positive", "nope"]) == 1
+    assert "no alert 'nope'" in capsys.readouterr().err
+    ok = alert_id(_alert("blk_1"))
+    assert main(["feedback", "--store", str(store.path), "false-positive", ok]) == 0
+    assert main(["feedback", "--store", str(store.path), "false-positive", ok]) == 1
+    assert "already has feedback" in capsys.readouterr().err
