@@ -172,26 +172,17 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from client.feedback import FeedbackStore
-    from client.retrain import LoadFailed, read_key_file, retrain_keys
+    from client.retrain import retrain_keys
     from client.triton_client import TritonClient
     from export.online import Acceptance, UpdateConfig
-    from export.publish import KeyModelMeta
-    from export.specs import DEEPLOG_KEYS
 
     triton = TritonClient(args.url)
-    anomalies = None
-    if args.abnormal:
-        serving = triton.ready_versions(DEEPLOG_KEYS.name)
-        meta = KeyModelMeta.load(args.repository, serving[-1]) if serving else None
-        if meta is None:
-            raise LoadFailed(f"{DEEPLOG_KEYS.name} is not being served by {args.url}")
-        anomalies = read_key_file(args.abnormal, meta.vocabulary)
     with FeedbackStore(args.store) as store:
         result = retrain_keys(
             store,
             triton,
             args.repository,
-            anomalies,
+            args.abnormal,
             UpdateConfig(epochs=args.epochs),
             Acceptance(args.max_recall_drop, args.max_fp_rise),
         )

@@ -94,18 +94,16 @@ class KeyModel:
         """Score many windows, in requests of up to ``max_batch`` windows each."""
         if windows.ndim != 2 or windows.shape[1] != self.meta.window:
             raise ValueError(f"windows must be [n, {self.meta.window}], got {windows.shape}")
-        windows, next_keys = windows.astype(np.int64), next_keys.astype(np.int64)
+        next_keys = next_keys.astype(np.int64)
+        results = self.triton.infer_parts(
+            DEEPLOG_KEYS.name,
+            {"WINDOWS": windows.astype(np.int64), "NEXT_KEY": next_keys[:, None]},
+            DEEPLOG_KEYS.output_names,
+            self.meta.version if self.pinned else None,
+            self.max_batch,
+        )
         parts = []
-        for i in range(0, len(windows), self.max_batch):
-            result = self.triton.infer(
-                DEEPLOG_KEYS.name,
-                {
-                    "WINDOWS": np.ascontiguousarray(windows[i : i + self.max_batch]),
-                    "NEXT_KEY": np.ascontiguousarray(next_keys[i : i + self.max_batch, None]),
-                },
-                DEEPLOG_KEYS.output_names,
-                version=self.meta.version if self.pinned else None,
-            )
+        for i, result in zip(range(0, len(windows), self.max_batch), results, strict=True):
             meta = self.meta_of(int(result.model_version))
             out = result.outputs
             rank = out["RANK"][:, 0]

@@ -10,7 +10,7 @@ version is retired again and the old one keeps serving. ``rollback`` retires the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +73,13 @@ def retrain_keys(
     store: FeedbackStore,
     triton: TritonClient,
     repository: Path,
-    known_anomalies: list[list[int]] | None = None,
+    known_anomalies: Path | None = None,
     update: UpdateConfig | None = None,
     acceptance: Acceptance | None = None,
     progress: bool = True,
 ) -> RetrainResult:
-    """One feedback cycle for deeplog_keys, against the running server."""
+    """One feedback cycle for deeplog_keys, against the running server. ``known_anomalies``
+    names a key-name file (``read_key_file``) of sessions the new model must still flag."""
     clock = time.perf_counter()
     pending = [
         f
@@ -100,7 +101,8 @@ def retrain_keys(
         )
     feedback = list({f.alert.session: f.alert.session_keys for f in pending}.values())
     anomalies = [f.alert.session_keys for f in store.confirmed("log_key")]
-    anomalies += known_anomalies or []
+    if known_anomalies is not None:
+        anomalies += read_key_file(known_anomalies, meta.vocabulary)
     check = (meta.window, meta.end_marker)
 
     def judge(model) -> CheckResult:
@@ -139,7 +141,7 @@ def retrain_keys(
     training = {
         "source": f"online update of v{meta.version} on {len(feedback)} false-positive sessions",
         "feedback_ids": [f.id for f in pending],
-        "update": report.__dict__,
+        "update": asdict(report),
     }
     version = publish_key_model(
         updated, current.config, meta.top_g, meta.vocabulary, repository, retrain, training, keep=0

@@ -121,6 +121,27 @@ class TritonClient:
             raise VersionMismatch(f"asked {model} v{version}, answered by v{answered}")
         return InferResult({n: result.as_numpy(n) for n in outputs}, answered)
 
+    def infer_parts(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        version: int | None,
+        max_batch: int,
+    ) -> list[InferResult]:
+        """Rows of ``inputs`` in requests of up to ``max_batch`` rows each, in row order;
+        ``version`` pins them all, None lets each go to the newest ready version."""
+        rows = len(next(iter(inputs.values())))
+        return [
+            self.infer(
+                model,
+                {name: np.ascontiguousarray(a[i : i + max_batch]) for name, a in inputs.items()},
+                outputs,
+                version=version,
+            )
+            for i in range(0, rows, max_batch)
+        ]
+
     def infer_in_batches(
         self,
         model: str,
@@ -129,19 +150,10 @@ class TritonClient:
         version: int,
         max_batch: int,
     ) -> dict[str, np.ndarray]:
-        """Rows of ``inputs`` (at least one) in requests of up to ``max_batch`` rows, all pinned to
-        ``version``; each output concatenated back in row order."""
-        rows = len(next(iter(inputs.values())))
-        parts = [
-            self.infer(
-                model,
-                {name: np.ascontiguousarray(a[i : i + max_batch]) for name, a in inputs.items()},
-                outputs,
-                version=version,
-            ).outputs
-            for i in range(0, rows, max_batch)
-        ]
-        return {name: np.concatenate([part[name] for part in parts]) for name in outputs}
+        """Rows of ``inputs`` (at least one) in requests pinned to ``version``; each output
+        concatenated back in row order."""
+        parts = self.infer_parts(model, inputs, outputs, version, max_batch)
+        return {name: np.concatenate([p.outputs[name] for p in parts]) for name in outputs}
 
     def bind_version(self, model: str, version: int | None = None, load: bool = True) -> int:
         """Ask the server to load ``model`` (unless ``load`` is False), then return ``version``

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch.nn import functional
+from transformers import RobertaForMaskedLM
 
 from export.fitting import EarlyStopping, fit
 from export.gnet import GNet, GNetConfig, LatentClassifier
@@ -180,6 +181,7 @@ def train_asgnet(
         present = share > 0
         class_weight[present] = share.sum() / (present.sum() * share[present])
 
+    encoder: RobertaForMaskedLM | None = None
     if encoder_folder is not None:
         encoder, tokenizer = load_checkpoint(encoder_folder, config.snet.max_length)
     else:
@@ -192,9 +194,8 @@ def train_asgnet(
     vnet, vnet_report = train_vnet(tr.counts.numpy(), config.vnet, progress)
     timings["vnet_s"] = vnet_report.seconds
 
-    if encoder_folder is not None:
-        pretrain = None
-    else:
+    pretrain = None
+    if encoder is None:  # no checkpoint: pre-train one here
         encoder = new_encoder(tokenizer.get_vocab_size(), config.snet)
         pretrain = pretrain_mlm(
             encoder, tr.ids.numpy(), tr.attention.numpy(), config.snet, progress

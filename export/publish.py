@@ -49,7 +49,10 @@ class KeyModelMeta:
 
     @classmethod
     def load(cls, repository: Path, version: int) -> KeyModelMeta:
-        meta = read_meta(repository, DEEPLOG_KEYS.name, version)
+        return cls.from_json(version, read_meta(repository, DEEPLOG_KEYS.name, version))
+
+    @classmethod
+    def from_json(cls, version: int, meta: dict[str, Any]) -> KeyModelMeta:
         return cls(
             version=version,
             window=meta["window"],
@@ -153,9 +156,9 @@ class KeyVersion:
 
     @classmethod
     def load(cls, repository: Path, version: int) -> KeyVersion:
-        meta = KeyModelMeta.load(repository, version)
-        folder = repository / DEEPLOG_KEYS.name / str(version)
         raw = read_meta(repository, DEEPLOG_KEYS.name, version)
+        meta = KeyModelMeta.from_json(version, raw)
+        folder = repository / DEEPLOG_KEYS.name / str(version)
         if not (folder / WEIGHTS_FILE).exists() or "model_config" not in raw:
             raise FileNotFoundError(
                 f"{folder} has no {WEIGHTS_FILE}: it was published before retraining existed; "
