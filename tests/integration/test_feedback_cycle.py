@@ -4,19 +4,28 @@ publishes a new version that the server loads while it serves, and the session p
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from client.alerts import Alert, KeyRef
 from client.cli import main
 from client.demo import DemoConfig
 from client.detection import open_key_model
+from client.feedback import FALSE_POSITIVE, FeedbackStore, alert_id
+from client.retrain import LoadFailed, swap_in
 from client.training import train_and_publish
 from client.triton_client import TritonClient
 from client.workload import WorkloadConfig, generate_workload
 from export.deeplog_keys import KeyModelConfig
-from export.repository import versions
+from export.publish import KeyModelMeta
+from export.repository import retired_versions, versions
 from export.specs import DEEPLOG_KEYS
 from export.windows import session_windows
 from server_config.launcher import TritonServer
@@ -130,4 +139,84 @@ def test_requests_keep_being_answered_while_versions_are_swapped(served, demo_co
     answered_by = {v[0] for v in verdicts.values()}
     assert max(answered_by) == version, "the client moved on to the newest version"
     assert start_versions[-1] not in triton.ready_versions(DEEPLOG_KEYS.name)
+    triton.close()
+
+
+def _flag_one_false_positive(store: Path, repository: Path, version: int, keys: list[int]) -> None:
+    """An operator's false-positive verdict on a normal session the serving version flagged
+    (written straight into the store: this test is about the interruption, not detection)."""
+    meta = KeyModelMeta.load(repository, version)
+    actual = KeyRef(keys[-1], meta.vocabulary.name(keys[-1]), "")
+    alert = Alert(
+        "blk_flagged",
+        len(keys) - 1,
+        None,
+        "log_key",
+        "not_in_top_g",
+        actual,
+        9,
+        (),
+        DEEPLOG_KEYS.name,
+        version,
+    )
+    with FeedbackStore(store) as feedback:
+        feedback.record([alert], {alert.session: keys}, meta.vocabulary.fingerprint)
+        feedback.give(alert_id(alert), FALSE_POSITIVE)
+
+
+def test_a_retrain_killed_midway_leaves_repository_and_serving_version_intact(
+    served, demo_corpus, tmp_path
+):
+    repository, server = served
+    store = tmp_path / "feedback.sqlite"
+    triton = TritonClient(server.grpc_url)
+    present = versions(repository, DEEPLOG_KEYS.name)
+    serving = triton.ready_versions(DEEPLOG_KEYS.name)
+    _flag_one_false_positive(store, repository, serving[-1], demo_corpus.sessions[0])
+    argv = ["--url", server.grpc_url, "--repository", str(repository), "--store", str(store)]
+    retrain = subprocess.Popen(
+        [sys.executable, "-m", "client", "retrain", *argv],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    folder = repository / DEEPLOG_KEYS.name
+    deadline = time.monotonic() + 180
+    while not list(folder.glob(".staging-*")) and time.monotonic() < deadline:
+        assert retrain.poll() is None, f"retrain ended first: {retrain.stderr.read().decode()}"
+        time.sleep(0.005)
+    retrain.send_signal(signal.SIGKILL)  # mid-export: the new version is half written
+    retrain.wait(timeout=30)
+    assert list(folder.glob(".staging-*")), "killed while writing, its staging folder remains"
+
+    assert versions(repository, DEEPLOG_KEYS.name) == present
+    assert triton.ready_versions(DEEPLOG_KEYS.name) == serving
+    model = open_key_model(triton, repository)
+    windows, next_keys = session_windows([1, 2, 3], model.meta.window, model.meta.end_marker)
+    assert model.score(windows, next_keys).version.tolist() == [serving[-1]] * len(next_keys)
+
+    assert main(["retrain", *argv]) == 0, "the feedback is still pending; the next retrain runs"
+    assert versions(repository, DEEPLOG_KEYS.name)[-1] > present[-1]
+    assert not list(folder.glob(".staging-*")), "the dead writer's staging folder was removed"
+    triton.close()
+
+
+def test_a_version_the_server_refuses_is_retired_and_the_old_one_keeps_serving(served, tmp_path):
+    repository, server = served
+    triton = TritonClient(server.grpc_url)
+    serving = triton.ready_versions(DEEPLOG_KEYS.name)[-1]
+    broken = versions(repository, DEEPLOG_KEYS.name)[-1] + 1
+    folder = repository / DEEPLOG_KEYS.name
+    # As if a version passed its checks here but the server cannot load it (say, out of memory).
+    shutil.copytree(folder / str(serving), folder / str(broken))
+    (folder / str(broken) / DEEPLOG_KEYS.default_model_filename).write_bytes(b"not a model")
+
+    with pytest.raises(LoadFailed, match=f"v{broken}.*v{serving} keeps serving"):
+        swap_in(triton, repository, DEEPLOG_KEYS.name, broken)
+    assert broken not in versions(repository, DEEPLOG_KEYS.name)
+    assert broken in retired_versions(repository, DEEPLOG_KEYS.name)
+    assert triton.ready_versions(DEEPLOG_KEYS.name)[-1] == serving
+    model = open_key_model(triton, repository)
+    windows, next_keys = session_windows([1, 2, 3], model.meta.window, model.meta.end_marker)
+    assert set(model.score(windows, next_keys).version.tolist()) == {serving}
     triton.close()
