@@ -10,13 +10,14 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
 
-.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs eval-params eval-asgnet clean
+.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs eval-params eval-asgnet eval-feedback clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
 	@echo "make test        lint + the whole test suite (starts real Triton servers)"
 	@echo "make eval-hdfs   DeepLog on ../shared/data/hdfs through Triton; writes reports/hdfs_deeplog.md"
 	@echo "make eval-params parameter-value model vs injected slowdowns; writes reports/deeplog_params.md"
+	@echo "make eval-feedback HDFS false positives fed back, retrain, before/after; reports/feedback_hdfs.md"
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
 
@@ -58,6 +59,9 @@ eval-params: setup
 
 eval-asgnet: setup
 	$(PY) -m client evaluate-asgnet
+
+eval-feedback: setup
+	$(PY) -m client evaluate-feedback
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

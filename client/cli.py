@@ -16,12 +16,12 @@ from client.feedback import FeedbackError
 from client.retrain import RetrainError
 from client.triton_client import InferenceError, ServerUnavailable
 from export.hdfs_data import DataMissing
+from export.online import UpdateConfig
 from export.publish import PARAM_FORMATS
 from export.repository import VersionMismatch
 from server_config.launcher import ServerStartError
 
 DEFAULT_STORE = Path("state/feedback.sqlite")
-UPDATE_EPOCHS = 5
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -42,6 +42,20 @@ def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
         print(f"== {label}", flush=True)
         results[label] = (config, evaluate_hdfs(args.repository, config, args.data))
     write_report(results, args.report, "make eval-hdfs")
+    print(args.report.read_text())
+    return 0
+
+
+def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
+    from client.evaluate_feedback import (
+        FeedbackEvalConfig,
+        evaluate_feedback,
+        write_feedback_report,
+    )
+
+    config = FeedbackEvalConfig(share_fed_back=args.share, epochs=args.epochs)
+    result = evaluate_feedback(args.workdir, config, args.data)
+    write_feedback_report(result, config, args.report, "make eval-feedback")
     print(args.report.read_text())
     return 0
 
@@ -171,21 +185,55 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from client.feedback import FeedbackStore
-    from client.retrain import retrain_keys
+    from client.retrain import WatchConfig, retrain_keys, watch
     from client.triton_client import TritonClient
-    from export.online import Acceptance, UpdateConfig
+    from export.online import Acceptance
 
     triton = TritonClient(args.url)
     with FeedbackStore(args.store) as store:
-        result = retrain_keys(
-            store,
-            triton,
-            args.repository,
-            args.abnormal,
-            UpdateConfig(epochs=args.epochs),
-            Acceptance(args.max_recall_drop, args.max_fp_rise),
+
+        def once():
+            return retrain_keys(
+                store,
+                triton,
+                args.repository,
+                args.abnormal,
+                UpdateConfig(epochs=args.epochs),
+                Acceptance(args.max_recall_drop, args.max_fp_rise),
+            )
+
+        if args.watch is None:
+            return _print_retrain(once())
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        config = WatchConfig(args.watch, args.interval, args.cycles)
+        print(
+            f"watching {args.store}: a retrain after every {config.every} new false-positive "
+            f"verdict(s), checked every {config.interval_s:g} s (Ctrl-C stops)",
+            flush=True,
         )
+
+        def report(outcome) -> None:
+            if isinstance(outcome, Exception):
+                print(f"retrain failed: {outcome}", file=sys.stderr, flush=True)
+            else:
+                _print_retrain(outcome)
+            sys.stdout.flush()
+
+        try:
+            attempts = watch(store, once, config, report, stop)
+        except KeyboardInterrupt:
+            attempts = None
+        print(f"watch stopped{f' after {attempts} retrain(s)' if attempts is not None else ''}")
+    return 0
+
+
+def _print_retrain(result) -> int:
+    """A retrain's outcome for the terminal; 1 when it refused to publish."""
     print(f"{result.model}: v{result.old_version} -> ", end="")
     print(f"v{result.new_version}" if result.new_version else "nothing published")
     for name, r in (("before", result.before), ("after", result.after)):
@@ -225,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--epochs", type=int, default=30)
     ev.add_argument("--no-end-marker", action="store_true", help="train without the END key")
     ev.add_argument("--report", type=Path, default=Path("reports/hdfs_deeplog.md"))
+
+    evf = sub.add_parser(
+        "evaluate-feedback", help="HDFS false positives fed back: retrain, before and after"
+    )
+    evf.add_argument("--workdir", type=Path, default=Path("build/feedback_eval"))
+    evf.add_argument("--data", type=Path, default=None, help="folder holding hdfs/")
+    evf.add_argument("--epochs", type=int, default=30, help="of the base model")
+    evf.add_argument("--share", type=float, default=0.5, help="of the false positives fed back")
+    evf.add_argument("--report", type=Path, default=Path("reports/feedback_hdfs.md"))
 
     evp = sub.add_parser(
         "evaluate-params", help="parameter-value model vs injected performance anomalies"
@@ -303,9 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument(
         "--abnormal", type=Path, default=None, help="known anomalies: key names per line"
     )
-    rt.add_argument("--epochs", type=int, default=UPDATE_EPOCHS)
+    rt.add_argument("--epochs", type=int, default=UpdateConfig().epochs)
     rt.add_argument("--max-recall-drop", type=float, default=0.0)
     rt.add_argument("--max-fp-rise", type=float, default=0.0, help="as a share of sessions")
+    rt.add_argument(
+        "--watch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep running: retrain after every N new false-positive verdicts",
+    )
+    rt.add_argument("--interval", type=float, default=10.0, help="--watch: seconds between polls")
+    rt.add_argument("--cycles", type=int, default=None, help="--watch: stop after this many")
 
     rb = sub.add_parser("rollback", help="retire the newest version; the one before serves")
     rb.add_argument("model", nargs="?", default="deeplog_keys")
@@ -317,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "evaluate-hdfs": cmd_evaluate_hdfs,
+    "evaluate-feedback": cmd_evaluate_feedback,
     "evaluate-params": cmd_evaluate_params,
     "evaluate-asgnet": cmd_evaluate_asgnet,
     "train": cmd_train,

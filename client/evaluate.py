@@ -8,9 +8,11 @@ counted with their multiplicity (the model is deterministic, so the figures are 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +28,7 @@ from export.hdfs_data import (
     read_labelled_sessions,
 )
 from export.metrics import precision_recall_f1
+from export.vocab import KeyVocabulary
 from server_config.launcher import TritonServer
 
 PAPER = {"FP": 833, "FN": 619, "precision": 0.95, "recall": 0.96, "F1": 0.96}
@@ -65,34 +68,52 @@ def confusion(
     return tp, fp, fn
 
 
-def evaluate_hdfs(
-    repository: Path, config: KeyModelConfig, data_root: Path | None = None
-) -> EvalResult:
+@dataclass(frozen=True)
+class HdfsSets:
+    """Training sessions as keys; test sessions as key-name tuples with their multiplicity."""
+
+    folder: Path
+    vocabulary: KeyVocabulary
+    train: list[list[int]]
+    normal: Counter
+    abnormal: Counter
+
+    def keyed(self, sessions: Iterable[Sequence[str]]) -> list[list[int]]:
+        return [[self.vocabulary.key_of_name(k) for k in s] for s in sessions]
+
+
+def load_hdfs(data_root: Path | None = None) -> HdfsSets:
     folder = data_dir(data_root)
     train = list(read_key_sessions(folder / "hdfs_train"))
     vocabulary = hdfs_vocabulary(train)
-    start = time.perf_counter()
-    version = train_and_publish(
-        [[vocabulary.key_of_name(k) for k in s] for s in train],
-        vocabulary,
-        repository,
-        config,
-        source=str(folder / "hdfs_train"),
-    )
-    train_seconds = time.perf_counter() - start
     abnormal = Counter(tuple(s) for s in read_key_sessions(folder / "hdfs_test_abnormal"))
     normal = Counter(
         tuple(s)
         for s, label in read_labelled_sessions(folder / "robust_log_train.csv")
         if label == 0
     )
+    sets = HdfsSets(folder, vocabulary, [], normal, abnormal)
+    sets.train.extend(sets.keyed(train))
+    return sets
+
+
+def evaluate_hdfs(
+    repository: Path, config: KeyModelConfig, data_root: Path | None = None
+) -> EvalResult:
+    sets = load_hdfs(data_root)
+    vocabulary, normal, abnormal = sets.vocabulary, sets.normal, sets.abnormal
+    start = time.perf_counter()
+    version = train_and_publish(
+        sets.train, vocabulary, repository, config, source=str(sets.folder / "hdfs_train")
+    )
+    train_seconds = time.perf_counter() - start
     unique = list(set(abnormal) | set(normal))
     with TritonServer(repository) as server:
         triton = TritonClient(server.grpc_url)
         model = open_key_model(triton, repository, version)
         top_g = model.meta.top_g
         start = time.perf_counter()
-        keyed = [[vocabulary.key_of_name(k) for k in s] for s in unique]
+        keyed = sets.keyed(unique)
         verdicts = model.sessions_anomalous(keyed)
         detect_seconds = time.perf_counter() - start
         windows = sum(len(s) + (1 if config.end_marker else 0) for s in keyed)
@@ -122,9 +143,7 @@ def write_report(
     """Markdown report beside a JSON copy of the figures; one row per variant."""
     path.parent.mkdir(parents=True, exist_ok=True)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = (
-        f"{platform.machine()}, {platform.system()}, {_cpus()} CPUs, no GPU (CPU ONNX Runtime)"
-    )
+    machine = machine_description()
     first_config, first = next(iter(results.values()))
     variants = "\n".join(
         f"- **{label}**: g={r.top_g}, trained in {r.train_seconds:.0f} s (with export and parity "
@@ -210,7 +229,7 @@ def _table(results: dict[str, tuple[KeyModelConfig, EvalResult]]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
+def machine_description() -> str:
+    """The machine a report's figures were taken on (these evaluations serve on CPU)."""
+    cpus = os.cpu_count() or 0
+    return f"{platform.machine()}, {platform.system()}, {cpus} CPUs, no GPU (CPU ONNX Runtime)"

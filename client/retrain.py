@@ -9,14 +9,16 @@ version is retired again and the old one keeps serving. ``rollback`` retires the
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from client.feedback import FALSE_POSITIVE, FeedbackStore
-from client.triton_client import InferenceError, TritonClient
+from client.feedback import FALSE_POSITIVE, Feedback, FeedbackStore
+from client.triton_client import InferenceError, ServerUnavailable, TritonClient
 from export.online import (
     Acceptance,
     CheckResult,
@@ -69,6 +71,15 @@ def read_key_file(path: Path, vocabulary: KeyVocabulary) -> list[list[int]]:
     ]
 
 
+def learnable(store: FeedbackStore) -> list[Feedback]:
+    """The feedback a key-model retrain learns from: pending false-positive log-key alerts."""
+    return [
+        f
+        for f in store.pending(DEEPLOG_KEYS.name)
+        if f.verdict == FALSE_POSITIVE and f.alert.check == "log_key"
+    ]
+
+
 def retrain_keys(
     store: FeedbackStore,
     triton: TritonClient,
@@ -81,11 +92,7 @@ def retrain_keys(
     """One feedback cycle for deeplog_keys, against the running server. ``known_anomalies``
     names a key-name file (``read_key_file``) of sessions the new model must still flag."""
     clock = time.perf_counter()
-    pending = [
-        f
-        for f in store.pending(DEEPLOG_KEYS.name)
-        if f.verdict == FALSE_POSITIVE and f.alert.check == "log_key"
-    ]
+    pending = learnable(store)
     if not pending:
         raise NothingToLearn("no pending false-positive log-key alerts in the feedback store")
     ready = triton.ready_versions(DEEPLOG_KEYS.name)
@@ -186,3 +193,49 @@ def rollback(triton: TritonClient, repository: Path, model: str) -> tuple[int, i
     if not ready or ready[-1] != present[-2]:
         raise LoadFailed(f"{model}: expected v{present[-2]} serving after rollback, ready: {ready}")
     return present[-1], ready[-1]
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    every: int  # retrain once this many new learnable feedback items are pending
+    interval_s: float = 10.0  # how often the store is read
+    cycles: int | None = None  # stop after this many retrain attempts; None: until stopped
+
+
+def watch(
+    store: FeedbackStore,
+    retrain: Callable[[], RetrainResult],
+    config: WatchConfig,
+    report: Callable[[RetrainResult | Exception], None],
+    stop: threading.Event | None = None,
+) -> int:
+    """Run ``retrain`` whenever ``config.every`` new items are pending; returns the attempts.
+
+    Items a retrain refused stay pending but do not trigger again by themselves: the next
+    attempt waits for ``every`` newer ones. A server that cannot be reached is tried again at
+    the next poll; its items count as new until a retrain has seen them.
+    """
+    if config.every < 1:
+        raise ValueError(f"--watch needs a positive number of feedback items, not {config.every}")
+    stop = stop or threading.Event()
+    tried: set[int] = set()
+    attempts = 0
+    while not stop.is_set():
+        pending = {f.id for f in learnable(store)}
+        if len(pending - tried) >= config.every:
+            try:
+                result: RetrainResult | Exception = retrain()
+            except ServerUnavailable as exc:
+                report(exc)  # nothing was published; the feedback stays pending
+            except (RetrainError, InferenceError) as exc:
+                tried |= pending
+                attempts += 1
+                report(exc)
+            else:
+                tried |= pending
+                attempts += 1
+                report(result)
+            if config.cycles is not None and attempts >= config.cycles:
+                break
+        stop.wait(config.interval_s)
+    return attempts

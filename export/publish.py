@@ -65,7 +65,7 @@ class KeyModelMeta:
 WEIGHTS_FILE = "weights.pt"  # PyTorch state dict: what a retrain continues from
 REPLAY_FILE = "replay.npz"  # normal training windows, replayed by the online update
 CHECK_NORMAL_FILE = "check_normal.json"  # normal sessions a retrain must not start flagging
-REPLAY_WINDOWS = 20_000
+REPLAY_WINDOWS = 100_000  # all of HDFS's 79,821 training windows; a sample beyond that
 CHECK_SESSIONS = 2_000
 
 

@@ -3,6 +3,7 @@ publishes a new version that the server loads while it serves, and the session p
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import signal
@@ -142,13 +143,15 @@ def test_requests_keep_being_answered_while_versions_are_swapped(served, demo_co
     triton.close()
 
 
-def _flag_one_false_positive(store: Path, repository: Path, version: int, keys: list[int]) -> None:
+def _flag_one_false_positive(
+    store: Path, repository: Path, version: int, keys: list[int], session: str = "blk_flagged"
+) -> None:
     """An operator's false-positive verdict on a normal session the serving version flagged
     (written straight into the store: this test is about the interruption, not detection)."""
     meta = KeyModelMeta.load(repository, version)
     actual = KeyRef(keys[-1], meta.vocabulary.name(keys[-1]), "")
     alert = Alert(
-        "blk_flagged",
+        session,
         len(keys) - 1,
         None,
         "log_key",
@@ -219,4 +222,38 @@ def test_a_version_the_server_refuses_is_retired_and_the_old_one_keeps_serving(s
     model = open_key_model(triton, repository)
     windows, next_keys = session_windows([1, 2, 3], model.meta.window, model.meta.end_marker)
     assert set(model.score(windows, next_keys).version.tolist()) == {serving}
+    triton.close()
+
+
+def test_watch_mode_retrains_once_n_new_false_positives_are_pending(served, demo_corpus, tmp_path):
+    repository, server = served
+    store = tmp_path / "feedback.sqlite"
+    triton = TritonClient(server.grpc_url)
+    serving = triton.ready_versions(DEEPLOG_KEYS.name)[-1]
+    flag = functools.partial(_flag_one_false_positive, store, repository, serving)
+    flag(demo_corpus.sessions[0], "blk_first")
+    argv = ["--url", server.grpc_url, "--repository", str(repository), "--store", str(store)]
+    watch = ["--watch", "2", "--interval", "0.2", "--cycles", "1"]
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "client", "retrain", *argv, *watch],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout.readline().startswith("watching")
+        time.sleep(1.5)  # several polls with one item pending: nothing happens
+        assert watcher.poll() is None
+        assert triton.ready_versions(DEEPLOG_KEYS.name)[-1] == serving
+        flag(demo_corpus.sessions[1], "blk_second")
+        out, err = watcher.communicate(timeout=180)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, err
+    new = triton.ready_versions(DEEPLOG_KEYS.name)[-1]
+    assert new > serving and f"v{serving} -> v{new}" in out
+    assert "watch stopped after 1 retrain(s)" in out
+    with FeedbackStore(store) as feedback:
+        assert feedback.pending(DEEPLOG_KEYS.name) == [], "both items went into that one retrain"
     triton.close()

@@ -13,6 +13,7 @@ def test_every_command_parses_and_has_a_handler():
     assert set(COMMANDS) == {
         "demo",
         "evaluate-hdfs",
+        "evaluate-feedback",
         "evaluate-params",
         "evaluate-asgnet",
         "train",
