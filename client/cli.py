@@ -189,7 +189,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import threading
 
     from client.feedback import FeedbackStore
-    from client.retrain import WatchConfig, retrain_keys, watch
+    from client.retrain import WatchConfig, retrain_pending, watch
     from client.triton_client import TritonClient
     from export.online import Acceptance
 
@@ -197,7 +197,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     with FeedbackStore(args.store) as store:
 
         def once():
-            return retrain_keys(
+            return retrain_pending(
                 store,
                 triton,
                 args.repository,
@@ -207,7 +207,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             )
 
         if args.watch is None:
-            return _print_retrain(once())
+            return max(_print_retrain(result) for result in once())
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         config = WatchConfig(args.watch, args.interval, args.cycles)
@@ -221,7 +221,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             if isinstance(outcome, Exception):
                 print(f"retrain failed: {outcome}", file=sys.stderr, flush=True)
             else:
-                _print_retrain(outcome)
+                for result in outcome:
+                    _print_retrain(result)
             sys.stdout.flush()
 
         try:
@@ -238,10 +239,10 @@ def _print_retrain(result) -> int:
     print(f"v{result.new_version}" if result.new_version else "nothing published")
     for name, r in (("before", result.before), ("after", result.after)):
         recall = "n/a" if r.recall is None else f"{r.recall:.4f} of {r.anomalies}"
+        normal = f"false positives {r.false_positives}/{r.normal_sessions} known normal, "
         print(
-            f"  {name:6s} false positives {r.false_positives}/{r.normal_sessions} known normal, "
-            f"recall {recall} known anomalies, fed-back sessions still flagged "
-            f"{r.feedback_flagged}/{r.feedback_sessions}"
+            f"  {name:6s} {normal if r.normal_sessions else ''}recall {recall} known anomalies, "
+            f"fed-back items still flagged {r.feedback_flagged}/{r.feedback_sessions}"
         )
     print("  " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in result.seconds.items()))
     if result.refused:

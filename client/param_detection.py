@@ -153,8 +153,10 @@ class ParamDetector:
         d = len(entry.vector)
         normal = meta.normaliser
         centre = normal.invert(entry.key, guess[:d].astype(np.float64))
-        half = np.asarray(meta.thresholds[entry.key], np.float64) * normal.std[entry.key, :d]
-        low, high, value = centre - half, centre + half, entry.vector.copy()
+        std = normal.std[entry.key, :d].astype(np.float64)
+        low = centre - np.asarray(meta.thresholds[entry.key], np.float64) * std
+        high = centre + np.asarray(meta.thresholds_above[entry.key], np.float64) * std
+        value = entry.vector.copy()
         tick = self.model.schema.clock_resolution
         value[0], centre[0] = np.expm1(value[0]), np.expm1(centre[0])
         low[0], high[0] = max(np.expm1(low[0]) - tick, 0.0), np.expm1(high[0]) + tick
@@ -183,6 +185,22 @@ class ParamDetector:
             model=meta.model,
             model_version=meta.version,
         )
+
+
+def normalised_deviation(
+    meta: ParamModelMeta, schema: ParamSchema, alert: dict
+) -> tuple[int, int, float] | None:
+    """(key, dimension, how far the value was above (+) or below (-) the prediction in the
+    units of the version's bounds) of a stored parameter-value alert, as ``_judge`` measured it;
+    None for a dimension that was constant in training (its bound is that constant)."""
+    key = int(alert["key"]["key"])
+    dim = schema.names[key].index(alert["dimension"])
+    if dim in schema.constants.get(key, {}):
+        return None
+    value, predicted = float(alert["value"]), float(alert["predicted"])
+    if dim == 0:  # the gap is modelled as log1p(seconds)
+        value, predicted = float(np.log1p(value)), float(np.log1p(predicted))
+    return key, dim, (value - predicted) / float(meta.normaliser.std[key, dim])
 
 
 def open_param_model(

@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from client.feedback import FALSE_POSITIVE, Feedback, FeedbackStore
+from client.param_detection import normalised_deviation
+from client.param_vectors import ParamSchema
 from client.triton_client import InferenceError, ServerUnavailable, TritonClient
+from export.deeplog_params import widened_thresholds
 from export.online import (
     Acceptance,
     CheckResult,
@@ -28,12 +31,20 @@ from export.online import (
     online_update,
     refusals,
 )
-from export.publish import KeyVersion, RetrainData, publish_key_model
+from export.publish import (
+    PARAM_FORMATS,
+    KeyVersion,
+    ParamModelMeta,
+    RetrainData,
+    publish_key_model,
+    publish_recalibrated_params,
+)
 from export.repository import prune_versions, retire_version, versions
 from export.specs import DEEPLOG_KEYS
 from export.vocab import KeyVocabulary
 from export.windows import windows_of_sessions
 
+PARAM_SPECS = {spec.name: spec for spec in PARAM_FORMATS.values()}
 KEEP_VERSIONS = 2  # as the configs' version_policy: the new one and the one before
 
 
@@ -57,7 +68,7 @@ class RetrainResult:
     before: CheckResult
     after: CheckResult
     refused: list[str]
-    update: UpdateReport
+    update: UpdateReport | None  # None: bounds recalibrated, no weights trained
     seconds: dict[str, float] = field(default_factory=dict)
     feedback_used: int = 0
 
@@ -71,12 +82,29 @@ def read_key_file(path: Path, vocabulary: KeyVocabulary) -> list[list[int]]:
     ]
 
 
-def learnable(store: FeedbackStore) -> list[Feedback]:
-    """The feedback a key-model retrain learns from: pending false-positive log-key alerts."""
+def key_false_positives(store: FeedbackStore) -> list[Feedback]:
+    """What a key-model retrain learns from: pending false-positive log-key alerts."""
     return [
         f
         for f in store.pending(DEEPLOG_KEYS.name)
         if f.verdict == FALSE_POSITIVE and f.alert.check == "log_key"
+    ]
+
+
+def param_false_positives(store: FeedbackStore) -> dict[str, list[Feedback]]:
+    """Pending false-positive parameter-value alerts, by the model that raised them."""
+    found: dict[str, list[Feedback]] = {}
+    for f in store.pending():
+        param = f.alert.check == "parameter_value" and f.alert.model in PARAM_SPECS
+        if param and f.verdict == FALSE_POSITIVE:
+            found.setdefault(f.alert.model, []).append(f)
+    return found
+
+
+def learnable(store: FeedbackStore) -> list[Feedback]:
+    """Every pending item some retrain learns from."""
+    return key_false_positives(store) + [
+        f for items in param_false_positives(store).values() for f in items
     ]
 
 
@@ -92,7 +120,7 @@ def retrain_keys(
     """One feedback cycle for deeplog_keys, against the running server. ``known_anomalies``
     names a key-name file (``read_key_file``) of sessions the new model must still flag."""
     clock = time.perf_counter()
-    pending = learnable(store)
+    pending = key_false_positives(store)
     if not pending:
         raise NothingToLearn("no pending false-positive log-key alerts in the feedback store")
     ready = triton.ready_versions(DEEPLOG_KEYS.name)
@@ -100,12 +128,7 @@ def retrain_keys(
         raise LoadFailed(f"{DEEPLOG_KEYS.name} is not being served by {triton.url}")
     current = KeyVersion.load(repository, ready[-1])
     meta = current.meta
-    stale = {f.alert.id for f in pending if f.alert.vocabulary != meta.vocabulary.fingerprint}
-    if stale:
-        raise RetrainError(
-            f"alerts {sorted(stale)} were raised under another vocabulary than "
-            f"{DEEPLOG_KEYS.name} v{meta.version}'s: their keys mean other templates"
-        )
+    _same_vocabulary(pending, meta.vocabulary, f"{DEEPLOG_KEYS.name} v{meta.version}")
     feedback = list({f.alert.session: f.alert.session_keys for f in pending}.values())
     anomalies = [f.alert.session_keys for f in store.confirmed("log_key")]
     if known_anomalies is not None:
@@ -136,7 +159,6 @@ def retrain_keys(
     if refused:
         return result
 
-    clock = time.perf_counter()
     # The fed-back windows join the replay, so a later update does not unlearn them.
     fx, fy = windows_of_sessions(feedback, *check)
     retrain = RetrainData(
@@ -150,16 +172,141 @@ def retrain_keys(
         "feedback_ids": [f.id for f in pending],
         "update": asdict(report),
     }
-    version = publish_key_model(
-        updated, current.config, meta.top_g, meta.vocabulary, repository, retrain, training, keep=0
+    return _publish_and_swap(
+        store,
+        triton,
+        repository,
+        result,
+        pending,
+        lambda: publish_key_model(
+            updated, current.config, meta.top_g, meta.vocabulary, repository, retrain, training, 0
+        ),
     )
-    seconds["publish_s"] = time.perf_counter() - clock
+
+
+def _publish_and_swap(
+    store: FeedbackStore,
+    triton: TritonClient,
+    repository: Path,
+    result: RetrainResult,
+    pending: list[Feedback],
+    publish: Callable[[], int],
+) -> RetrainResult:
+    """Write the accepted version, have the server load it, and only then call the feedback
+    used: a failure on the way leaves it pending for the next retrain."""
     clock = time.perf_counter()
-    swap_in(triton, repository, DEEPLOG_KEYS.name, version)
-    seconds["load_s"] = time.perf_counter() - clock
-    store.mark_used([f.id for f in pending], f"{DEEPLOG_KEYS.name} v{version}")
+    version = publish()
+    result.seconds["publish_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    swap_in(triton, repository, result.model, version)
+    result.seconds["load_s"] = time.perf_counter() - clock
+    store.mark_used([f.id for f in pending], f"{result.model} v{version}")
     result.new_version, result.feedback_used = version, len(pending)
     return result
+
+
+def _same_vocabulary(pending: list[Feedback], vocabulary: KeyVocabulary, serving: str) -> None:
+    stale = {f.alert.id for f in pending if f.alert.vocabulary != vocabulary.fingerprint}
+    if stale:
+        raise RetrainError(
+            f"alerts {sorted(stale)} were raised under another vocabulary than {serving}'s: "
+            "their keys mean other templates"
+        )
+
+
+def recalibrate_params(
+    store: FeedbackStore,
+    triton: TritonClient,
+    repository: Path,
+    model: str,
+    acceptance: Acceptance | None = None,
+) -> RetrainResult:
+    """Widen the serving version's bounds so its pending false-positive values pass; refuse if
+    a confirmed parameter-value anomaly would pass too. Same weights, new version, swapped in."""
+    clock = time.perf_counter()
+    pending = param_false_positives(store).get(model, [])
+    if not pending:
+        raise NothingToLearn(f"no pending false-positive parameter-value alerts of {model}")
+    ready = triton.ready_versions(model)
+    if not ready:
+        raise LoadFailed(f"{model} is not being served by {triton.url}")
+    meta = ParamModelMeta.load(repository, model, ready[-1])
+    schema = ParamSchema.from_json(meta.schema)
+    _same_vocabulary(pending, meta.vocabulary, f"{model} v{meta.version}")
+    learnt, fixed_dims = [], []
+    for f in pending:
+        deviation = normalised_deviation(meta, schema, f.alert.alert)
+        if deviation is None:
+            fixed_dims.append(f.alert.id)
+        else:
+            learnt.append(deviation)
+    confirmed = [
+        d
+        for f in store.confirmed("parameter_value")
+        if f.alert.model == model
+        and (d := normalised_deviation(meta, schema, f.alert.alert)) is not None
+    ]
+    bounds = widened_thresholds(meta.thresholds, meta.thresholds_above, learnt)
+
+    def judge(below: dict[int, list[float]], above: dict[int, list[float]]) -> CheckResult:
+        def outside(key: int, dim: int, deviation: float) -> bool:
+            return deviation > above[key][dim] or -deviation > below[key][dim]
+
+        def flagged(items: list[tuple[int, int, float]]) -> int:
+            return sum(outside(*item) for item in items)
+
+        return CheckResult(0, 0, len(confirmed), flagged(confirmed), len(learnt), flagged(learnt))
+
+    before, after = judge(meta.thresholds, meta.thresholds_above), judge(*bounds)
+    refused = refusals(before, after, acceptance or Acceptance())
+    if fixed_dims:
+        refused.append(
+            f"alerts {fixed_dims} are about a value that never varied in training "
+            "(its bound is that constant): retrain the model on logs that show the new value"
+        )
+    seconds = {"train_s": time.perf_counter() - clock}
+    result = RetrainResult(model, meta.version, None, before, after, refused, None, seconds)
+    if refused:
+        return result
+    training = {
+        "source": f"bounds of v{meta.version} widened by {len(learnt)} false-positive values",
+        "feedback_ids": [f.id for f in pending],
+    }
+    return _publish_and_swap(
+        store,
+        triton,
+        repository,
+        result,
+        pending,
+        lambda: publish_recalibrated_params(
+            repository, PARAM_SPECS[model], meta.version, bounds, training
+        ),
+    )
+
+
+def retrain_pending(
+    store: FeedbackStore,
+    triton: TritonClient,
+    repository: Path,
+    known_anomalies: Path | None = None,
+    update: UpdateConfig | None = None,
+    acceptance: Acceptance | None = None,
+    progress: bool = True,
+) -> list[RetrainResult]:
+    """Every model with pending false positives learns them: the key model by DeepLog's online
+    update, parameter-value models by widening their bounds."""
+    results = []
+    if key_false_positives(store):
+        results.append(
+            retrain_keys(store, triton, repository, known_anomalies, update, acceptance, progress)
+        )
+    for model in param_false_positives(store):
+        results.append(recalibrate_params(store, triton, repository, model, acceptance))
+    if not results:
+        raise NothingToLearn(
+            "no pending false-positive log-key or parameter-value alerts in the feedback store"
+        )
+    return results
 
 
 def swap_in(triton: TritonClient, repository: Path, model: str, version: int) -> None:
@@ -204,9 +351,9 @@ class WatchConfig:
 
 def watch(
     store: FeedbackStore,
-    retrain: Callable[[], RetrainResult],
+    retrain: Callable[[], list[RetrainResult]],
     config: WatchConfig,
-    report: Callable[[RetrainResult | Exception], None],
+    report: Callable[[list[RetrainResult] | Exception], None],
     stop: threading.Event | None = None,
 ) -> int:
     """Run ``retrain`` whenever ``config.every`` new items are pending; returns the attempts.
@@ -224,7 +371,7 @@ def watch(
         pending = {f.id for f in learnable(store)}
         if len(pending - tried) >= config.every:
             try:
-                result: RetrainResult | Exception = retrain()
+                result: list[RetrainResult] | Exception = retrain()
             except ServerUnavailable as exc:
                 report(exc)  # nothing was published; the feedback stays pending
             except (RetrainError, InferenceError) as exc:

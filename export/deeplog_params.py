@@ -213,3 +213,19 @@ def gaussian_thresholds(
         else:
             bounds[key] = (rows.mean(axis=0) + z * rows.std(axis=0)).astype(float).tolist()
     return bounds
+
+
+def widened_thresholds(
+    below: dict[int, list[float]],
+    above: dict[int, list[float]],
+    deviations: list[tuple[int, int, float]],
+    margin: float = 0.05,
+) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """DeepLog's update of the parameter-value model, for its bounds: each (key, dimension,
+    signed normalised deviation from the prediction) an operator called normal widens the bound
+    on its side until the deviation is inside, with ``margin`` to spare. Bounds only grow."""
+    widened = {key: list(b) for key, b in below.items()}, {key: list(b) for key, b in above.items()}
+    for key, dim, deviation in deviations:
+        side = widened[1] if deviation > 0 else widened[0]
+        side[key][dim] = max(side[key][dim], abs(deviation) * (1 + margin))
+    return widened

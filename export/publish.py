@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.deeplog_params import Normaliser, ParamModelConfig, TrainedParamModel
+from export.io_spec import ModelSpec
 from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
     check_parity,
@@ -185,6 +186,9 @@ class ParamModelMeta:
     width: int
     confidence: float
     thresholds: dict[int, list[float]]  # key -> per-dimension bound on |error|, normalised
+    # Bounds above the prediction, where feedback widened them apart from the ones below
+    # (training sets one bound for both sides; recalibration widens only the side it saw).
+    thresholds_above: dict[int, list[float]]
     normaliser: Normaliser
     schema: dict[str, Any]  # the client's ParamSchema, as JSON
     vocabulary: KeyVocabulary
@@ -199,6 +203,9 @@ class ParamModelMeta:
             width=meta["width"],
             confidence=meta["confidence"],
             thresholds={int(k): v for k, v in meta["thresholds"].items()},
+            thresholds_above={
+                int(k): v for k, v in meta.get("thresholds_above", meta["thresholds"]).items()
+            },
             normaliser=Normaliser(
                 np.asarray(meta["normaliser"]["mean"], np.float32),
                 np.asarray(meta["normaliser"]["std"], np.float32),
@@ -259,6 +266,30 @@ def publish_param_model(
         }
 
     return write_version(repository, spec, fill)
+
+
+def publish_recalibrated_params(
+    repository: Path,
+    spec: ModelSpec,
+    serving: int,
+    bounds: tuple[dict[int, list[float]], dict[int, list[float]]],
+    training: dict[str, Any],
+) -> int:
+    """The next version of a parameter-value model: the serving version's exported file, byte
+    for byte (its parity check stands), with new bounds. Pruned by the caller once it serves."""
+    source = repository / spec.name / str(serving)
+    old = read_meta(repository, spec.name, serving)
+
+    def fill(folder: Path, version: int) -> dict[str, Any]:
+        shutil.copy2(source / spec.default_model_filename, folder / spec.default_model_filename)
+        meta = {k: v for k, v in old.items() if k not in ("model", "version")}
+        below, above = bounds
+        meta["thresholds"] = {str(k): v for k, v in below.items()}
+        meta["thresholds_above"] = {str(k): v for k, v in above.items()}
+        meta["training"] = {**training, "weights_of": serving}
+        return meta
+
+    return write_version(repository, spec, fill, keep=0)
 
 
 TOKENIZER_MODEL_SOURCE = Path(__file__).parent / "triton_models" / "asgnet_tokenizer.py"

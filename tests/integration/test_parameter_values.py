@@ -5,8 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from client.param_detection import ParamModel
+from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackStore, alert_id
+from client.param_detection import ParamModel, open_param_model
 from client.pipeline import detect_stream
+from client.retrain import recalibrate_params
 from client.workload import WorkloadConfig, generate_workload
 from export.repository import VersionMismatch
 from export.vocab import KeyVocabulary
@@ -52,3 +54,42 @@ def test_a_parameter_model_of_another_vocabulary_is_refused(param_models, worklo
     stranger = ParamModel(onnx.triton, replace(onnx.meta, vocabulary=other))
     with pytest.raises(VersionMismatch, match="key ids do not mean the same templates"):
         detect_stream([], workload_model, lambda alert: None, params=stranger)
+
+
+def test_false_positive_values_fed_back_widen_the_bounds_of_a_new_served_version(
+    param_models, workload_model, repository, triton, tmp_path
+):
+    """Run last in this file: it publishes deeplog_params' next version (the one the other
+    tests are bound to stays loaded beside it)."""
+    onnx = param_models["onnx"]
+    workload = generate_workload(replace(SLOW, seed=5, blocks=600))
+    alerts: list = []
+    summary = detect_stream(
+        workload.lines, workload_model, alerts.append, params=onnx, keep_keys=True
+    )
+    values = [a for a in alerts if a.check == "parameter_value"]
+    normal = [a for a in values if workload.truth[a.session] is None]
+    slow = [a for a in values if workload.truth[a.session] == "slow_transfer"]
+    assert normal and slow, "some normal entries are flagged, and the slow transfers are"
+    with FeedbackStore(tmp_path / "feedback.sqlite") as store:
+        store.record(values, summary.alerted_keys, onnx.meta.vocabulary.fingerprint)
+        for alert in normal:
+            store.give(alert_id(alert), FALSE_POSITIVE)
+        store.give(alert_id(slow[0]), CONFIRMED)
+        result = recalibrate_params(store, triton, repository, onnx.meta.model)
+        assert result.refused == [] and result.new_version == onnx.meta.version + 1
+        assert [f.verdict for f in store.pending()] == [CONFIRMED], "the verdicts were used"
+
+    assert result.after.feedback_flagged == 0 < result.before.feedback_flagged
+    assert result.after.detected == result.before.detected == 1, "the confirmed one still fails"
+    assert result.new_version in triton.ready_versions(onnx.meta.model)
+
+    again: list = []
+    new = open_param_model(triton, repository, onnx.meta.model, result.new_version)
+    detect_stream(workload.lines, workload_model, again.append, params=new)
+    flagged = {(a.session, a.line) for a in again if a.check == "parameter_value"}
+    assert not flagged & {(a.session, a.line) for a in normal}, "the fed-back values pass"
+    assert {a.session for a in slow} <= {s for s, _ in flagged}, "slow transfers still flagged"
+    assert (repository / onnx.meta.model / str(onnx.meta.version) / "model.onnx").read_bytes() == (
+        repository / onnx.meta.model / str(result.new_version) / "model.onnx"
+    ).read_bytes(), "same weights, new bounds"

@@ -13,6 +13,7 @@ from export.deeplog_params import (
     fit_normaliser,
     key_windows,
     train_param_model,
+    widened_thresholds,
 )
 from export.onnx_export import (
     check_parity,
@@ -93,3 +94,12 @@ def test_pytorch_onnx_runtime_and_torchscript_agree(trained, tmp_path, batch):
     with torch.no_grad():
         from_ts = torch.jit.load(str(ts_path))(*(torch.from_numpy(probe[n]) for n in probe))
     compare_outputs(DEEPLOG_PARAMS, [from_ts.numpy()], [from_onnx])
+
+
+def test_feedback_widens_only_the_named_bound_on_its_side_just_past_the_deviation():
+    below, above = {3: [1.0, 2.0], 4: [0.5]}, {3: [1.0, 2.0], 4: [0.5]}
+    feedback = [(3, 1, 4.0), (4, 0, -2.0), (4, 0, 0.1)]
+    new_below, new_above = widened_thresholds(below, above, feedback, margin=0.05)
+    assert new_above == {3: [1.0, 4.2], 4: [0.5]}, "above only where a value was above"
+    assert new_below == {3: [1.0, 2.0], 4: [2.1]}, "below only where a value was below"
+    assert below == above == {3: [1.0, 2.0], 4: [0.5]}, "the serving version's are untouched"
