@@ -260,6 +260,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: a number above zero, else a usage error naming the value."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above zero, not {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -366,13 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--max-fp-rise", type=float, default=0.0, help="as a share of sessions")
     rt.add_argument(
         "--watch",
-        type=int,
+        type=_positive(int),
         default=None,
         metavar="N",
         help="keep running: retrain after every N new false-positive verdicts",
     )
-    rt.add_argument("--interval", type=float, default=10.0, help="--watch: seconds between polls")
-    rt.add_argument("--cycles", type=int, default=None, help="--watch: stop after this many")
+    rt.add_argument(
+        "--interval", type=_positive(float), default=10.0, help="--watch: seconds between polls"
+    )
+    rt.add_argument(
+        "--cycles", type=_positive(int), default=None, help="--watch: stop after this many"
+    )
 
     rb = sub.add_parser("rollback", help="retire the newest version; the one before serves")
     rb.add_argument("model", nargs="?", default="deeplog_keys")

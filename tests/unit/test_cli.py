@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from client.cli import COMMANDS, build_parser, main
 
 
@@ -29,3 +31,12 @@ def test_every_command_parses_and_has_a_handler():
 def test_a_missing_log_is_a_one_line_error_not_a_traceback(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere.log"), "--repository", str(tmp_path)]) == 1
     assert "nowhere.log" in capsys.readouterr().err
+
+
+def test_watch_mode_wants_a_positive_count_and_interval(capsys):
+    for bad in (["--watch", "0"], ["--watch", "2", "--interval", "-1"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["retrain", *bad])
+        assert "must be above zero" in capsys.readouterr().err
+    args = build_parser().parse_args(["retrain", "--watch", "3", "--interval", "0.5"])
+    assert (args.watch, args.interval, args.cycles) == (3, 0.5, None)
