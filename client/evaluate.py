@@ -79,7 +79,12 @@ class HdfsSets:
     abnormal: Counter
 
     def keyed(self, sessions: Iterable[Sequence[str]]) -> list[list[int]]:
-        return [[self.vocabulary.key_of_name(k) for k in s] for s in sessions]
+        return keyed_sessions(self.vocabulary, sessions)
+
+
+def keyed_sessions(vocabulary: KeyVocabulary, sessions: Iterable[Sequence[str]]) -> list[list[int]]:
+    """Sessions of key names as the key ids of ``vocabulary`` (unknown names: its unknown key)."""
+    return [[vocabulary.key_of_name(k) for k in s] for s in sessions]
 
 
 def load_hdfs(data_root: Path | None = None) -> HdfsSets:
@@ -92,9 +97,7 @@ def load_hdfs(data_root: Path | None = None) -> HdfsSets:
         for s, label in read_labelled_sessions(folder / "robust_log_train.csv")
         if label == 0
     )
-    sets = HdfsSets(folder, vocabulary, [], normal, abnormal)
-    sets.train.extend(sets.keyed(train))
-    return sets
+    return HdfsSets(folder, vocabulary, keyed_sessions(vocabulary, train), normal, abnormal)
 
 
 def evaluate_hdfs(

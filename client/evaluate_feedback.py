@@ -182,14 +182,15 @@ def feedback_cycle(
             retrain = retrain_keys(store, triton, repository, known_file, None, tolerant, progress)
         feedback_to_serving = time.perf_counter() - clock
 
-        before = _figures(version, flags, sets, set(fed_back), set(known))
+        fed, seen = set(fed_back), set(known)
+        before = _figures(version, flags, sets, fed, seen)
         after, changed = None, Counter()
         if retrain.new_version is not None:
             new = open_key_model(triton, repository, retrain.new_version)
             now = _flags(new, sets, unique)
-            after = _figures(new.meta.version, now, sets, set(fed_back), set(known))
+            after = _figures(new.meta.version, now, sets, fed, seen)
             for s, n in sets.normal.items():
-                if s not in set(fed_back):
+                if s not in fed:
                     changed[flags[s], now[s]] += n
         triton.close()
     return FeedbackEvalResult(

@@ -40,12 +40,12 @@ from export.publish import (
     publish_recalibrated_params,
 )
 from export.repository import prune_versions, retire_version, versions
-from export.specs import DEEPLOG_KEYS
+from export.specs import ALL_SPECS, DEEPLOG_KEYS
 from export.vocab import KeyVocabulary
 from export.windows import windows_of_sessions
 
 PARAM_SPECS = {spec.name: spec for spec in PARAM_FORMATS.values()}
-KEEP_VERSIONS = 2  # as the configs' version_policy: the new one and the one before
+SPECS = {spec.name: spec for spec in ALL_SPECS}
 
 
 class RetrainError(RuntimeError):
@@ -123,10 +123,7 @@ def retrain_keys(
     pending = key_false_positives(store)
     if not pending:
         raise NothingToLearn("no pending false-positive log-key alerts in the feedback store")
-    ready = triton.ready_versions(DEEPLOG_KEYS.name)
-    if not ready:
-        raise LoadFailed(f"{DEEPLOG_KEYS.name} is not being served by {triton.url}")
-    current = KeyVersion.load(repository, ready[-1])
+    current = KeyVersion.load(repository, _serving_version(triton, DEEPLOG_KEYS.name))
     meta = current.meta
     _same_vocabulary(pending, meta.vocabulary, f"{DEEPLOG_KEYS.name} v{meta.version}")
     feedback = list({f.alert.session: f.alert.session_keys for f in pending}.values())
@@ -205,6 +202,14 @@ def _publish_and_swap(
     return result
 
 
+def _serving_version(triton: TritonClient, model: str) -> int:
+    """The version a retrain continues from: the newest one the server has ready."""
+    ready = triton.ready_versions(model)
+    if not ready:
+        raise LoadFailed(f"{model} is not being served by {triton.url}")
+    return ready[-1]
+
+
 def _same_vocabulary(pending: list[Feedback], vocabulary: KeyVocabulary, serving: str) -> None:
     stale = {f.alert.id for f in pending if f.alert.vocabulary != vocabulary.fingerprint}
     if stale:
@@ -227,10 +232,7 @@ def recalibrate_params(
     pending = param_false_positives(store).get(model, [])
     if not pending:
         raise NothingToLearn(f"no pending false-positive parameter-value alerts of {model}")
-    ready = triton.ready_versions(model)
-    if not ready:
-        raise LoadFailed(f"{model} is not being served by {triton.url}")
-    meta = ParamModelMeta.load(repository, model, ready[-1])
+    meta = ParamModelMeta.load(repository, model, _serving_version(triton, model))
     schema = ParamSchema.from_json(meta.schema)
     _same_vocabulary(pending, meta.vocabulary, f"{model} v{meta.version}")
     learnt, fixed_dims = [], []
@@ -324,7 +326,8 @@ def swap_in(triton: TritonClient, repository: Path, model: str, version: int) ->
             f"the server could not load {model} v{version}; it was retired and "
             f"v{triton.ready_versions(model)[-1]} keeps serving: {exc}"
         ) from exc
-    prune_versions(repository, model, KEEP_VERSIONS)
+    # As many folders as the config's version policy serves: the new one and the one before.
+    prune_versions(repository, model, SPECS[model].num_versions)
 
 
 def rollback(triton: TritonClient, repository: Path, model: str) -> tuple[int, int]:
