@@ -17,7 +17,8 @@ help:
 	@echo "make test        lint + the whole test suite (starts real Triton servers)"
 	@echo "make eval-hdfs   DeepLog on ../shared/data/hdfs through Triton; writes reports/hdfs_deeplog.md"
 	@echo "make eval-params parameter-value model vs injected slowdowns; writes reports/deeplog_params.md"
-	@echo "make eval-feedback HDFS false positives fed back, retrain, before/after; reports/feedback_hdfs.md"
+	@echo "make eval-feedback HDFS false positives (DeepLog) and BGL wrong diagnoses (ASGNet) fed back,"
+	@echo "                  retrain, before/after; reports/feedback_hdfs.md, feedback_asgnet_bgl.md"
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
 
@@ -62,6 +63,7 @@ eval-asgnet: setup
 
 eval-feedback: setup
 	$(PY) -m client evaluate-feedback
+	$(PY) -m client evaluate-asgnet-feedback
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

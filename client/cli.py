@@ -60,6 +60,20 @@ def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_asgnet_feedback(args: argparse.Namespace) -> int:
+    from client.evaluate_asgnet_feedback import (
+        AsgnetFeedbackConfig,
+        evaluate_asgnet_feedback,
+        write_asgnet_feedback_report,
+    )
+
+    config = AsgnetFeedbackConfig(share_fed_back=args.share)
+    result = evaluate_asgnet_feedback(args.workdir, config, args.data)
+    write_asgnet_feedback_report(result, config, args.report, "make eval-feedback")
+    print(args.report.read_text())
+    return 0
+
+
 def cmd_evaluate_params(args: argparse.Namespace) -> int:
     from client.evaluate_params import main_evaluation
     from export.deeplog_params import ParamModelConfig
@@ -147,8 +161,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
             keep_keys=not args.no_store,
         )
     if not args.no_store:
+        # A diagnosis is retrained in ASGNet's key ids, the other alerts in the key model's.
+        diagnoses = [a for a in raised if a.check == "diagnosis"]
+        others = [a for a in raised if a.check != "diagnosis"]
         with FeedbackStore(args.store) as store:
-            new = store.record(raised, summary.alerted_keys, model.meta.vocabulary.fingerprint)
+            new = store.record(others, summary.alerted_keys, model.meta.vocabulary.fingerprint)
+            if diagnose is not None and diagnoses:
+                asgnet_keys = {
+                    a.session: diagnose.asgnet_keys(summary.alerted_keys[a.session])
+                    for a in diagnoses
+                }
+                new += store.record(diagnoses, asgnet_keys, diagnose.meta.vocabulary.fingerprint)
         print(
             f"# {new} new alerts recorded in {args.store} (feedback: logad feedback)",
             file=sys.stderr,
@@ -212,8 +235,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         config = WatchConfig(args.watch, args.interval, args.cycles)
         print(
-            f"watching {args.store}: a retrain after every {config.every} new false-positive "
-            f"verdict(s), checked every {config.interval_s:g} s (Ctrl-C stops)",
+            f"watching {args.store}: a retrain after every {config.every} new feedback "
+            f"item(s) to learn, checked every {config.interval_s:g} s (Ctrl-C stops)",
             flush=True,
         )
 
@@ -295,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     evf.add_argument("--epochs", type=int, default=30, help="of the base model")
     evf.add_argument("--share", type=float, default=0.5, help="of the false positives fed back")
     evf.add_argument("--report", type=Path, default=Path("reports/feedback_hdfs.md"))
+
+    eaf = sub.add_parser(
+        "evaluate-asgnet-feedback",
+        help="BGL: wrong ASGNet diagnoses fed back, fine-tune, before/after through Triton",
+    )
+    eaf.add_argument("--workdir", type=Path, default=Path("build/asgnet_feedback_eval"))
+    eaf.add_argument(
+        "--data", type=Path, default=None, help="folder holding loghub/ (../shared/data)"
+    )
+    eaf.add_argument("--share", type=float, default=0.5, help="of the wrong diagnoses fed back")
+    eaf.add_argument("--report", type=Path, default=Path("reports/feedback_asgnet_bgl.md"))
 
     evp = sub.add_parser(
         "evaluate-params", help="parameter-value model vs injected performance anomalies"
@@ -391,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     rb = sub.add_parser("rollback", help="retire the newest version; the one before serves")
-    rb.add_argument("model", nargs="?", default="deeplog_keys")
+    rb.add_argument(
+        "model", nargs="?", default="deeplog_keys", help="a model, or asgnet: its four models"
+    )
     rb.add_argument("--url", default="127.0.0.1:8001")
     rb.add_argument("--repository", type=Path, default=Path("model_repository"))
     return parser
@@ -401,6 +437,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "evaluate-hdfs": cmd_evaluate_hdfs,
     "evaluate-feedback": cmd_evaluate_feedback,
+    "evaluate-asgnet-feedback": cmd_evaluate_asgnet_feedback,
     "evaluate-params": cmd_evaluate_params,
     "evaluate-asgnet": cmd_evaluate_asgnet,
     "train": cmd_train,

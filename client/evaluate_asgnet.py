@@ -124,19 +124,25 @@ class DatasetResult:
     seconds: float
 
 
-def evaluate_dataset(
-    dataset: Dataset, config: AsgnetConfig, seed: int = 0, encoder_folder: Path | None = None
-) -> DatasetResult:
-    start = time.perf_counter()
+def split_units(dataset: Dataset, seed: int = 0) -> tuple[list[np.ndarray], list[Units]]:
+    """The stratified train / validation / test split: row indices and units of each part."""
     parts = stratified_split(dataset.labels, SPLIT, np.random.default_rng(seed))
-    train, validation, test = (
+    units = [
         Units.from_rows(
             [dataset.keys[i] for i in idx],
             [dataset.labels[i] for i in idx],
             [dataset.names[i] for i in idx],
         )
         for idx in parts
-    )
+    ]
+    return parts, units
+
+
+def evaluate_dataset(
+    dataset: Dataset, config: AsgnetConfig, seed: int = 0, encoder_folder: Path | None = None
+) -> DatasetResult:
+    start = time.perf_counter()
+    parts, (train, validation, test) = split_units(dataset, seed)
     print(f"== {dataset.name}: {len(train)}/{len(validation)}/{len(test)} distinct units")
     trained = train_asgnet(
         train, validation, dataset.vocabulary, dataset.classes, config, encoder_folder

@@ -136,10 +136,8 @@ class FeedbackStore:
         if verdict not in VERDICTS:
             raise FeedbackError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
         alert = self.alert(alert_id)
-        if label is not None and alert.check != "diagnosis":
-            raise FeedbackError(
-                f"alert {alert_id} is a {alert.check} alert: only a diagnosis takes a class"
-            )
+        if label is not None:
+            _check_label(alert, verdict, label)
         try:
             with self._db:
                 cursor = self._db.execute(
@@ -195,6 +193,29 @@ class FeedbackStore:
             (feedback_id,),
         ).fetchone()
         return Feedback(row[0], self.alert(row[1]), row[2], row[3], row[4], row[5])
+
+
+def _check_label(alert: StoredAlert, verdict: str, label: str) -> None:
+    """A class is given to a confirmed diagnosis only, and must be one its model knows."""
+    if alert.check != "diagnosis":
+        raise FeedbackError(
+            f"alert {alert.id} is a {alert.check} alert: only a diagnosis takes a class"
+        )
+    if verdict == FALSE_POSITIVE:
+        raise FeedbackError(
+            f"a false positive's class is normal; to give alert {alert.id} another class, "
+            "confirm it with --label"
+        )
+    classes = list(alert.alert["probabilities"])
+    if label == classes[0]:
+        raise FeedbackError(
+            f"{label!r} means the diagnosis was wrong: mark alert {alert.id} a false positive"
+        )
+    if label not in classes:
+        raise FeedbackError(
+            f"{label!r} is not a class of {alert.model} v{alert.model_version}: one of "
+            f"{classes[1:]} (a new class needs ASGNet trained again)"
+        )
 
 
 def _stored_alert(row: tuple) -> StoredAlert:

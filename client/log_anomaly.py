@@ -91,13 +91,34 @@ class LogAnomalyModel:
         keys: KeyModel,
         meta: AsgnetMeta,
         similar: SimilarUnits,
+        repository: Path,
         k: int = 3,
     ) -> None:
         self.triton, self.keys, self.meta, self.similar, self.k = triton, keys, meta, similar, k
+        self.repository = repository
         # Key ids of the key model -> key ids of ASGNet's count vector, matched by template.
         own = {t: FIRST_KEY + i for i, t in enumerate(meta.vocabulary.templates)}
         vocab = keys.meta.vocabulary
         self._count_key = {k: own.get(vocab.template(k), UNKNOWN) for k in range(vocab.size)}
+
+    def follow_server(self) -> None:
+        """Move to the newest ASGNet release the server has ready (a retrain swapped one in):
+        diagnoses are then read with its classes and searched in its similar-incident index."""
+        ready = self.triton.ready_versions(ASGNET_GNET.name)
+        if not ready or ready[-1] == self.meta.version:
+            return
+        meta = AsgnetMeta.load(self.repository, ready[-1])
+        if (meta.classes, meta.vocabulary) != (self.meta.classes, self.meta.vocabulary):
+            raise VersionMismatch(
+                f"{ASGNET_GNET.name} v{meta.version} is served, with other classes or keys than "
+                f"v{self.meta.version}'s this client was started with: restart the client"
+            )
+        self.meta, self.similar = meta, SimilarUnits.load(self.repository, meta.version)
+
+    def asgnet_keys(self, session_keys: list[int]) -> list[int]:
+        """A session's keys (the key model's ids) as ids of ASGNet's vocabulary: how a
+        diagnosis alert's session is stored for feedback."""
+        return [self._count_key.get(k, UNKNOWN) for k in session_keys]
 
     def request(self, session_keys: list[int]) -> dict[str, np.ndarray]:
         meta = self.keys.meta
@@ -107,9 +128,7 @@ class LogAnomalyModel:
         # S-Net reads only its first max_length tokens; a long session's full text would only
         # cost bandwidth, and past 1 MiB the tokenizer model refuses it.
         text = text.encode("utf-8")[:TEXT_BYTES].decode("utf-8", errors="ignore")
-        counts = count_vectors(
-            [[self._count_key.get(k, UNKNOWN) for k in session_keys]], self.meta.vocabulary.size
-        )
+        counts = count_vectors([self.asgnet_keys(session_keys)], self.meta.vocabulary.size)
         return {
             "WINDOWS": windows,
             "NEXT_KEY": next_keys[:, None],
@@ -180,6 +199,7 @@ class SessionDetector:
 
     def close_all(self) -> list[Alert | DiagnosisAlert]:
         finished, self.sessions = self.sessions, {}
+        self.model.follow_server()
         names = list(finished)
         with ThreadPoolExecutor(self.concurrency) as pool:
             results = list(pool.map(lambda s: self.model.check([k for k, _ in finished[s]]), names))
@@ -238,5 +258,6 @@ def open_log_anomaly(
         keys,
         AsgnetMeta.load(repository, version),
         SimilarUnits.load(repository, version),
+        repository,
         k,
     )

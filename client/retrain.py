@@ -1,10 +1,12 @@
-"""Feedback to a new served version: DeepLog's online update, checked, published, swapped in.
+"""Feedback to a new served version: learnt, checked, published, swapped in.
 
 ``retrain_keys`` takes the pending false positives of ``deeplog_keys`` from the feedback store,
 continues the serving version's weights on them (with normal windows replayed), refuses a model
 that got worse on the check set, writes the new version atomically beside the old ones, and has
 the running server load it through the repository API. If the server cannot load it, the
-version is retired again and the old one keeps serving. ``rollback`` retires the newest version.
+version is retired again and the old one keeps serving. ``recalibrate_params`` widens a
+parameter model's bounds; ``retrain_asgnet`` fine-tunes ASGNet on diagnosis feedback and swaps
+its four models in as one release. ``rollback`` retires the newest version.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from client.feedback import FALSE_POSITIVE, Feedback, FeedbackStore
 from client.param_detection import normalised_deviation
 from client.param_vectors import ParamSchema
 from client.triton_client import InferenceError, ServerUnavailable, TritonClient
+from export.asgnet import Units
+from export.asgnet_state import load_state
+from export.asgnet_update import (
+    AsgnetUpdateConfig,
+    AsgnetUpdateReport,
+    check_asgnet,
+    finetune_asgnet,
+    with_feedback,
+)
 from export.deeplog_params import widened_thresholds
 from export.online import (
     Acceptance,
@@ -39,13 +50,16 @@ from export.publish import (
     publish_key_model,
     publish_recalibrated_params,
 )
+from export.publish_asgnet import ASGNET_MODELS, publish_asgnet
 from export.repository import prune_versions, retire_version, versions
-from export.specs import ALL_SPECS, DEEPLOG_KEYS
+from export.specs import ALL_SPECS, ASGNET, ASGNET_GNET, DEEPLOG_KEYS, LOG_ANOMALY
 from export.vocab import KeyVocabulary
 from export.windows import windows_of_sessions
 
 PARAM_SPECS = {spec.name: spec for spec in PARAM_FORMATS.values()}
 SPECS = {spec.name: spec for spec in ALL_SPECS}
+# Models published and swapped together under one version number, by the name a user gives.
+RELEASES = {ASGNET.name: tuple(spec.name for spec in ASGNET_MODELS)}
 
 
 class RetrainError(RuntimeError):
@@ -68,7 +82,7 @@ class RetrainResult:
     before: CheckResult
     after: CheckResult
     refused: list[str]
-    update: UpdateReport | None  # None: bounds recalibrated, no weights trained
+    update: UpdateReport | AsgnetUpdateReport | None  # None: bounds recalibrated, no training
     seconds: dict[str, float] = field(default_factory=dict)
     feedback_used: int = 0
 
@@ -101,11 +115,24 @@ def param_false_positives(store: FeedbackStore) -> dict[str, list[Feedback]]:
     return found
 
 
+def diagnosis_feedback(store: FeedbackStore) -> list[Feedback]:
+    """Pending diagnosis verdicts ASGNet learns from: false positives (the session is normal)
+    and confirmations that give another class than the one diagnosed."""
+    return [
+        f
+        for f in store.pending(LOG_ANOMALY.name)
+        if f.alert.check == "diagnosis"
+        and (f.verdict == FALSE_POSITIVE or (f.label and f.label != f.alert.alert["label"]))
+    ]
+
+
 def learnable(store: FeedbackStore) -> list[Feedback]:
     """Every pending item some retrain learns from."""
-    return key_false_positives(store) + [
-        f for items in param_false_positives(store).values() for f in items
-    ]
+    return (
+        key_false_positives(store)
+        + [f for items in param_false_positives(store).values() for f in items]
+        + diagnosis_feedback(store)
+    )
 
 
 def retrain_keys(
@@ -195,7 +222,7 @@ def _publish_and_swap(
     version = publish()
     result.seconds["publish_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    swap_in(triton, repository, result.model, version)
+    swap_in_release(triton, repository, RELEASES.get(result.model, (result.model,)), version)
     result.seconds["load_s"] = time.perf_counter() - clock
     store.mark_used([f.id for f in pending], f"{result.model} v{version}")
     result.new_version, result.feedback_used = version, len(pending)
@@ -286,6 +313,75 @@ def recalibrate_params(
     )
 
 
+def _diagnosis_units(feedback: list[Feedback], classes: tuple[str, ...]) -> Units:
+    """Diagnosed sessions with the operator's class (normal for a false positive)."""
+    labels = []
+    for f in feedback:
+        label = classes[0] if f.verdict == FALSE_POSITIVE else f.label or f.alert.alert["label"]
+        if label not in classes:
+            raise RetrainError(
+                f"feedback #{f.id} names class {label!r}, not one of the serving ASGNet's "
+                f"{classes}: a new class needs ASGNet trained again"
+            )
+        labels.append(classes.index(label))
+    return Units.from_rows(
+        [f.alert.session_keys for f in feedback],
+        labels,
+        [f"feedback #{f.id}: {f.alert.session}" for f in feedback],
+    )
+
+
+def retrain_asgnet(
+    store: FeedbackStore,
+    triton: TritonClient,
+    repository: Path,
+    update: AsgnetUpdateConfig | None = None,
+    acceptance: Acceptance | None = None,
+    progress: bool = True,
+) -> RetrainResult:
+    """Fine-tune the serving ASGNet release on its pending diagnosis feedback (replaying the
+    units it was trained on), check it on the release's held-back units and the confirmed
+    diagnoses, and publish its four models as one new version with the fed-back units in the
+    similar-incident index."""
+    clock = time.perf_counter()
+    pending = diagnosis_feedback(store)
+    if not pending:
+        raise NothingToLearn("no pending diagnosis feedback in the feedback store")
+    version = _serving_version(triton, ASGNET_GNET.name)
+    state = load_state(repository, version)
+    current = state.trained
+    _same_vocabulary(pending, current.vocabulary, f"{ASGNET.name} v{version}")
+    feedback = _diagnosis_units(pending, current.classes)
+    confirmed = [f for f in store.confirmed("diagnosis") if f.alert.model == LOG_ANOMALY.name]
+    _same_vocabulary(confirmed, current.vocabulary, f"{ASGNET.name} v{version}")
+    anomalies = _diagnosis_units(confirmed, current.classes)
+
+    before = check_asgnet(current, state.check, anomalies, feedback)
+    updated, report = finetune_asgnet(
+        current, state.indexed, feedback, update or AsgnetUpdateConfig(), progress
+    )
+    after = check_asgnet(updated, state.check, anomalies, feedback)
+    seconds = {"train_s": time.perf_counter() - clock}
+    refused = refusals(before, after, acceptance or Acceptance())
+    result = RetrainResult(ASGNET.name, version, None, before, after, refused, report, seconds)
+    if refused:
+        return result
+    indexed, _ = with_feedback(state.indexed, feedback)  # similar incidents now include them
+    training = {
+        "source": f"v{version} fine-tuned on {len(feedback)} diagnosis feedback units",
+        "feedback_ids": [f.id for f in pending],
+        "update": asdict(report),
+    }
+    return _publish_and_swap(
+        store,
+        triton,
+        repository,
+        result,
+        pending,
+        lambda: publish_asgnet(updated, indexed, repository, training, state.check, keep=0),
+    )
+
+
 def retrain_pending(
     store: FeedbackStore,
     triton: TritonClient,
@@ -295,8 +391,8 @@ def retrain_pending(
     acceptance: Acceptance | None = None,
     progress: bool = True,
 ) -> list[RetrainResult]:
-    """Every model with pending false positives learns them: the key model by DeepLog's online
-    update, parameter-value models by widening their bounds."""
+    """Every model with pending feedback learns it: the key model by DeepLog's online update,
+    parameter-value models by widening their bounds, ASGNet by fine-tuning."""
     results = []
     if key_false_positives(store):
         results.append(
@@ -304,9 +400,14 @@ def retrain_pending(
         )
     for model in param_false_positives(store):
         results.append(recalibrate_params(store, triton, repository, model, acceptance))
+    if diagnosis_feedback(store):
+        results.append(
+            retrain_asgnet(store, triton, repository, None, acceptance, progress=progress)
+        )
     if not results:
         raise NothingToLearn(
-            "no pending false-positive log-key or parameter-value alerts in the feedback store"
+            "no pending false-positive log-key or parameter-value alerts, nor diagnosis "
+            "feedback, in the feedback store"
         )
     return results
 
@@ -330,19 +431,44 @@ def swap_in(triton: TritonClient, repository: Path, model: str, version: int) ->
     prune_versions(repository, model, SPECS[model].num_versions)
 
 
+def swap_in_release(
+    triton: TritonClient, repository: Path, models: tuple[str, ...], version: int
+) -> None:
+    """``swap_in`` each of ``models`` (published together as ``version``). If one is refused,
+    those already swapped go back too: a release serves whole or not at all."""
+    swapped: list[str] = []
+    try:
+        for model in models:
+            swap_in(triton, repository, model, version)
+            swapped.append(model)
+    except LoadFailed:
+        for model in swapped:
+            retire_version(repository, model, version)
+            triton.load_model(model)
+        raise
+
+
 def rollback(triton: TritonClient, repository: Path, model: str) -> tuple[int, int]:
-    """Retire the newest version of ``model``; the one before serves. Returns (retired, serving)."""
-    present = versions(repository, model)
+    """Retire the newest version of ``model`` (for ``asgnet``: of its four models); the one
+    before serves. Returns (retired, serving)."""
+    models = RELEASES.get(model, (model,))
+    if model not in SPECS:
+        raise RetrainError(f"no model {model!r}: one of {sorted(SPECS)}")
+    present = versions(repository, models[0])
     if len(present) < 2:
-        raise ValueError(
+        raise RetrainError(
             f"{model} has {len(present)} version(s) in {repository}: nothing to roll back to"
         )
-    retire_version(repository, model, present[-1])
-    triton.load_model(model)
-    ready = triton.ready_versions(model)
-    if not ready or ready[-1] != present[-2]:
-        raise LoadFailed(f"{model}: expected v{present[-2]} serving after rollback, ready: {ready}")
-    return present[-1], ready[-1]
+    for name in models:
+        retire_version(repository, name, present[-1])
+        triton.load_model(name)
+    for name in models:
+        ready = triton.ready_versions(name)
+        if not ready or ready[-1] != present[-2]:
+            raise LoadFailed(
+                f"{name}: expected v{present[-2]} serving after rollback, ready: {ready}"
+            )
+    return present[-1], present[-2]
 
 
 @dataclass(frozen=True)

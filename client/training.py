@@ -156,6 +156,9 @@ def train_and_publish_asgnet(
     config: AsgnetConfig,
     progress: bool = True,
 ) -> int:
-    """Train ASGNet on labelled units, publish it with the similar-incident index of ``train``."""
+    """Train ASGNet on labelled units, publish it with the similar-incident index of ``train``
+    and ``validation`` kept as the check set a fine-tune on feedback must not get worse on."""
     trained = train_asgnet(train, validation, vocabulary, classes, config, progress=progress)
-    return publish_asgnet(trained, train, repository, training={"config": asdict(config)})
+    return publish_asgnet(
+        trained, train, repository, training={"config": asdict(config)}, check=validation
+    )

@@ -10,7 +10,7 @@ best epoch. Identical (keys, label) rows are trained on once, weighted by how of
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,44 @@ class Units:
     def counts(self, vocabulary: KeyVocabulary) -> np.ndarray:
         return count_vectors(self.keys, vocabulary.size)
 
+    def join(self, other: Units) -> Units:
+        """Both sets of units, in order (no deduplication across them)."""
+        return Units(
+            self.keys + other.keys,
+            np.concatenate([self.labels, other.labels]),
+            np.concatenate([self.weights, other.weights]),
+            self.names + other.names,
+        )
+
+    def select(self, rows: np.ndarray) -> Units:
+        return Units(
+            tuple(self.keys[i] for i in rows),
+            self.labels[rows],
+            self.weights[rows],
+            tuple(self.names[i] for i in rows),
+        )
+
+    def to_json(self) -> dict[str, list]:
+        return {
+            "keys": [list(k) for k in self.keys],
+            "labels": self.labels.tolist(),
+            "weights": self.weights.tolist(),
+            "names": list(self.names),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, list]) -> Units:
+        return cls(
+            tuple(tuple(k) for k in data["keys"]),
+            np.array(data["labels"], dtype=np.int64),
+            np.array(data["weights"], dtype=np.float32),
+            tuple(data["names"]),
+        )
+
+    @classmethod
+    def empty(cls) -> Units:
+        return cls((), np.zeros(0, np.int64), np.zeros(0, np.float32), ())
+
 
 def stratified_split(
     labels: Sequence[int], fractions: Sequence[float], rng: np.random.Generator
@@ -107,6 +145,7 @@ class TrainedAsgnet:
     classes: tuple[str, ...]
     vocabulary: KeyVocabulary
     report: dict[str, Any]
+    config: AsgnetConfig  # what a later fine-tune on feedback continues with
 
 
 @dataclass(frozen=True)
@@ -121,7 +160,17 @@ class Encoded:
     units: Units
 
 
-def _encode(
+def class_weights(units: Units, classes: int, balance: bool) -> np.ndarray:
+    """Per class: the inverse of its (weighted) share of ``units``, or ones."""
+    weight = np.ones(classes)
+    if balance:
+        share = np.bincount(units.labels, weights=units.weights, minlength=classes)
+        present = share > 0
+        weight[present] = share.sum() / (present.sum() * share[present])
+    return weight
+
+
+def encode_units(
     units: Units, vocabulary: KeyVocabulary, tokenizer: Tokenizer, class_weight: np.ndarray
 ) -> Encoded:
     ids, attention = encode(tokenizer, units.texts(vocabulary))
@@ -138,6 +187,18 @@ def _encode(
 def _weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     ce = functional.cross_entropy(logits, labels, reduction="none")
     return (ce * weights).sum() / weights.sum()
+
+
+def snet_loss(snet: SNet, split: Encoded) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The semantic head's weighted cross-entropy on a batch of ``split``'s rows."""
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        ids, attention = trim(split.ids[idx], split.attention[idx])
+        return _weighted_ce(
+            snet.head(snet.features(ids, attention)), split.labels[idx], split.weights[idx]
+        )
+
+    return loss
 
 
 def snet_outputs(
@@ -175,11 +236,7 @@ def train_asgnet(
     torch.manual_seed(config.snet.seed)
     timings: dict[str, float] = {}
 
-    share = np.bincount(train.labels, weights=train.weights, minlength=len(classes))
-    class_weight = np.ones(len(classes))
-    if config.balance_classes:
-        present = share > 0
-        class_weight[present] = share.sum() / (present.sum() * share[present])
+    class_weight = class_weights(train, len(classes), config.balance_classes)
 
     encoder: RobertaForMaskedLM | None = None
     if encoder_folder is not None:
@@ -188,8 +245,8 @@ def train_asgnet(
         tokenizer = train_tokenizer(
             train.texts(vocabulary), config.tokenizer_vocab, config.snet.max_length
         )
-    tr = _encode(train, vocabulary, tokenizer, class_weight)
-    va = _encode(validation, vocabulary, tokenizer, class_weight)
+    tr = encode_units(train, vocabulary, tokenizer, class_weight)
+    va = encode_units(validation, vocabulary, tokenizer, class_weight)
 
     vnet, vnet_report = train_vnet(tr.counts.numpy(), config.vnet, progress)
     timings["vnet_s"] = vnet_report.seconds
@@ -204,12 +261,6 @@ def train_asgnet(
 
     snet = SNet(encoder.roberta, config.snet, len(classes))
 
-    def snet_loss(idx: torch.Tensor) -> torch.Tensor:
-        ids, attention = trim(tr.ids[idx], tr.attention[idx])
-        return _weighted_ce(
-            snet.head(snet.features(ids, attention)), tr.labels[idx], tr.weights[idx]
-        )
-
     snet_stop = EarlyStopping(
         lambda: _macro_f1(snet_outputs(snet, va.ids, va.attention)[1], va, classes),
         config.finetune_patience,
@@ -217,7 +268,7 @@ def train_asgnet(
     clock = time.perf_counter()
     fit(
         snet,
-        snet_loss,
+        snet_loss(snet, tr),
         len(train),
         config.finetune_epochs,
         config.snet.batch_size,
@@ -282,7 +333,9 @@ def train_asgnet(
         "gnet_validation_f1": gnet_stop.best_score,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
-    return TrainedAsgnet(tokenizer, vnet, snet, gnet, vnet_head, classes, vocabulary, report)
+    return TrainedAsgnet(
+        tokenizer, vnet, snet, gnet, vnet_head, classes, vocabulary, report, config
+    )
 
 
 @dataclass(frozen=True)

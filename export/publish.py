@@ -295,7 +295,9 @@ def publish_recalibrated_params(
 TOKENIZER_MODEL_SOURCE = Path(__file__).parent / "triton_models" / "asgnet_tokenizer.py"
 
 
-def publish_tokenizer(tokenizer: Tokenizer, repository: Path, version: int | None = None) -> int:
+def publish_tokenizer(
+    tokenizer: Tokenizer, repository: Path, version: int | None = None, keep: int = 2
+) -> int:
     """The tokenizer as a Triton Python model: its model.py and tokenizer.json in one version."""
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
@@ -306,4 +308,4 @@ def publish_tokenizer(tokenizer: Tokenizer, repository: Path, version: int | Non
             "max_length": tokenizer.truncation["max_length"] if tokenizer.truncation else None,
         }
 
-    return write_version(repository, ASGNET_TOKENIZER, fill, version=version)
+    return write_version(repository, ASGNET_TOKENIZER, fill, keep, version)

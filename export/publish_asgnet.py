@@ -3,7 +3,8 @@ similar-incident index beside S-Net, and the ``asgnet`` and ``log_anomaly`` ense
 
 One number for the four models means a client that reads version N's classes, threshold and
 key vocabulary (in G-Net's meta) knows they belong to the tokenizer and networks of version N.
-The index holds S-Net embeddings, so it lives in (and is versioned with) S-Net's folder.
+The index holds S-Net embeddings, so it lives in (and is versioned with) S-Net's folder; the
+PyTorch state a fine-tune on feedback continues from lives in G-Net's (``asgnet_state``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ import numpy as np
 import torch
 
 from export.asgnet import TrainedAsgnet, Units, snet_outputs
+from export.asgnet_state import save_state
 from export.log_tokenizer import encode
 from export.onnx_export import check_parity, export_onnx, parity_summary
 from export.publish import publish_tokenizer
-from export.repository import read_meta, versions, write_ensemble, write_version
+from export.repository import (
+    read_meta,
+    retired_versions,
+    versions,
+    write_ensemble,
+    write_version,
+)
 from export.snet import trim
 from export.specs import (
     ASGNET,
@@ -84,10 +92,19 @@ def publish_asgnet(
     labelled: Units,
     repository: Path,
     training: dict[str, Any] | None = None,
+    check: Units | None = None,
+    keep: int = 2,
 ) -> int:
     """Export and check the four models, write them as one version number, index ``labelled``
-    (the training units) for similar incidents, and write both ensembles; returns the version."""
-    version = 1 + max(max(versions(repository, s.name), default=0) for s in ASGNET_MODELS)
+    (the training units) for similar incidents, keep the PyTorch state with ``check`` (units
+    held back from training, what a fine-tune is judged on), and write both ensembles; returns
+    the version. ``keep=0`` leaves older versions for the caller to prune once the new one
+    serves (see ``write_version``)."""
+    # Retired numbers count too (a rolled-back release's number is never reused).
+    version = 1 + max(
+        max(versions(repository, s.name) + retired_versions(repository, s.name), default=0)
+        for s in ASGNET_MODELS
+    )
     vocabulary = trained.vocabulary
     all_ids, all_attention = encode(trained.tokenizer, labelled.texts(vocabulary))
     # S-Net's probe: the first 64 texts, cut to their longest (as a batch of them is served).
@@ -108,7 +125,7 @@ def publish_asgnet(
         "LATENT": latent[:256],
     }
 
-    publish_tokenizer(trained.tokenizer, repository, version)
+    publish_tokenizer(trained.tokenizer, repository, version, keep)
 
     def fill_snet(folder: Path, _: int) -> dict[str, Any]:
         parity = _export(
@@ -122,6 +139,7 @@ def publish_asgnet(
         return {"parity": parity, "vocabulary_fingerprint": vocabulary.fingerprint}
 
     def fill_gnet(folder: Path, _: int) -> dict[str, Any]:
+        save_state(trained, labelled, check if check is not None else Units.empty(), folder)
         return {
             "parity": _export(trained.gnet, ASGNET_GNET, gate_probe, folder),
             "classes": list(trained.classes),
@@ -131,9 +149,9 @@ def publish_asgnet(
             "training": {**trained.report, **(training or {})},
         }
 
-    write_version(repository, ASGNET_SNET, fill_snet, version=version)
-    write_version(repository, ASGNET_VNET, fill_vnet, version=version)
-    write_version(repository, ASGNET_GNET, fill_gnet, version=version)
+    write_version(repository, ASGNET_SNET, fill_snet, keep, version)
+    write_version(repository, ASGNET_VNET, fill_vnet, keep, version)
+    write_version(repository, ASGNET_GNET, fill_gnet, keep, version)
     write_ensemble(repository, ASGNET)
     write_ensemble(repository, LOG_ANOMALY)
     return version

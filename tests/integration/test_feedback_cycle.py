@@ -20,14 +20,17 @@ from client.cli import main
 from client.demo import DemoConfig
 from client.detection import open_key_model
 from client.feedback import FALSE_POSITIVE, FeedbackStore, alert_id
+from client.log_anomaly import SessionDetector, open_log_anomaly
 from client.retrain import LoadFailed, swap_in
-from client.training import train_and_publish
+from client.training import labelled_units, train_and_publish, train_and_publish_asgnet
 from client.triton_client import TritonClient
-from client.workload import WorkloadConfig, generate_workload
+from client.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
+from export.asgnet import NORMAL
 from export.deeplog_keys import KeyModelConfig
 from export.publish import KeyModelMeta
+from export.publish_asgnet import ASGNET_MODELS, SIMILAR_UNITS
 from export.repository import retired_versions, versions
-from export.specs import DEEPLOG_KEYS
+from export.specs import ASGNET_SNET, DEEPLOG_KEYS, LOG_ANOMALY
 from export.windows import session_windows
 from server_config.launcher import TritonServer
 
@@ -54,10 +57,17 @@ def normal_log(tmp_path_factory):
     return path
 
 
-def _detect(capsys, log, url, repository, store) -> list[dict]:
+def _detect(capsys, log, url, repository, store, asgnet: bool = False) -> list[dict]:
     argv = ["detect", str(log), "--url", url, "--repository", str(repository)]
-    assert main([*argv, "--store", str(store), "--no-asgnet"]) == 0
+    assert main([*argv, "--store", str(store), *([] if asgnet else ["--no-asgnet"])]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _session_log(log: Path, session: str, path: Path) -> Path:
+    """One session's lines of ``log``."""
+    lines = [line for line in log.read_bytes().splitlines() if session.encode() in line]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
 
 
 def test_a_flagged_normal_session_passes_after_feedback_and_retrain(
@@ -77,9 +87,7 @@ def test_a_flagged_normal_session_passes_after_feedback_and_retrain(
     report = capsys.readouterr().out
     assert f"v{old_version} -> v{old_version + 1}" in report
 
-    only_session = tmp_path / "session.log"
-    lines = [line for line in normal_log.read_bytes().splitlines() if session.encode() in line]
-    only_session.write_bytes(b"\n".join(lines) + b"\n")
+    only_session = _session_log(normal_log, session, tmp_path / "session.log")
     again = _detect(capsys, only_session, url, repository, tmp_path / "second.sqlite")
     assert [a for a in again if a["session"] == session] == []
     assert versions(repository, DEEPLOG_KEYS.name)[-1] == old_version + 1
@@ -256,4 +264,86 @@ def test_watch_mode_retrains_once_n_new_false_positives_are_pending(served, demo
     assert "watch stopped after 1 retrain(s)" in out
     with FeedbackStore(store) as feedback:
         assert feedback.pending(DEEPLOG_KEYS.name) == [], "both items went into that one retrain"
+    triton.close()
+
+
+@pytest.fixture(scope="module")
+def asgnet_served(served, demo_corpus, tiny_asgnet_config) -> int:
+    """A small ASGNet trained on a labelled workload, published beside the key model and served
+    through ``log_anomaly``; on normal blocks it diagnoses about one in ten abnormal."""
+    repository, server = served
+    diagnosable = tuple(t for t in ANOMALY_TYPES if t != "slow_transfer")
+    classes = (NORMAL, *diagnosable)
+    vocabulary = demo_corpus.vocabulary
+
+    def units(blocks: int, seed: int):
+        w = generate_workload(WorkloadConfig(blocks, 0.3, seed, anomaly_types=diagnosable))
+        return labelled_units(w.lines, {b: t for b, t in w.truth.items() if t}, classes, vocabulary)
+
+    train, validation = units(400, 21), units(150, 22)
+    version = train_and_publish_asgnet(
+        train, validation, vocabulary, classes, repository, tiny_asgnet_config, False
+    )
+    triton = TritonClient(server.grpc_url)
+    triton.load_model(LOG_ANOMALY.name)
+    triton.close()
+    return version
+
+
+def test_a_diagnosis_marked_false_positive_is_learnt_and_served_as_one_release(
+    served, asgnet_served, normal_log, tmp_path, capsys
+):
+    repository, server = served
+    url, store = server.grpc_url, tmp_path / "feedback.sqlite"
+    alerts = _detect(capsys, normal_log, url, repository, store, asgnet=True)
+    diagnoses = [a for a in alerts if a["check"] == "diagnosis"]
+    assert diagnoses, "every block is normal, and the small ASGNet calls some of them abnormal"
+    first, old = diagnoses[0], asgnet_served
+    assert first["model_version"] == old
+
+    feedback = ["feedback", "--store", str(store)]
+    assert main([*feedback, "confirm", first["id"], "--label", "power_outage"]) == 1
+    assert "'power_outage' is not a class of log_anomaly" in capsys.readouterr().err
+    assert main([*feedback, "false-positive", first["id"]]) == 0
+    triton = TritonClient(url)
+    # A client started before the retrain (both models here speak the demo's key ids).
+    running = SessionDetector(
+        open_log_anomaly(triton, open_key_model(triton, repository), repository)
+    )
+    with FeedbackStore(store) as kept:
+        keys = kept.alert(first["id"]).session_keys
+    argv = ["--url", url, "--repository", str(repository), "--store", str(store)]
+    # The small model's S-Net barely learnt, so a fine-tune swings its check-set diagnoses
+    # (false positives 12 -> 40 of 97 rows here) and the default acceptance refuses it. This
+    # test is about serving the fix; what replay keeps is tests/unit/test_asgnet_update.py's,
+    # a refusal on real data is reports/feedback_asgnet_bgl.md's.
+    assert main(["retrain", *argv, "--max-recall-drop", "1", "--max-fp-rise", "1"]) == 0
+    report = capsys.readouterr().out
+    assert f"asgnet: v{old} -> v{old + 1}" in report
+    assert "fed-back items still flagged 0/1" in report
+
+    for spec in ASGNET_MODELS:  # one release: all four at the new number, the old one beside
+        assert triton.ready_versions(spec.name) == [old, old + 1], spec.name
+    index = repository / ASGNET_SNET.name / str(old + 1) / SIMILAR_UNITS
+    fed_back = [r for r in json.loads(index.read_text()) if r["unit"].startswith("feedback #")]
+    assert fed_back == [{"unit": fed_back[0]["unit"], "label": NORMAL, "occurrences": 1}]
+
+    session = _session_log(normal_log, first["session"], tmp_path / "session.log")
+    again = _detect(capsys, session, url, repository, tmp_path / "second.sqlite", asgnet=True)
+    assert [a for a in again if a["check"] == "diagnosis"] == []
+    with FeedbackStore(store) as kept:
+        assert kept.pending(LOG_ANOMALY.name) == []
+    for position, key in enumerate(keys):
+        running.push(first["session"], key, position)
+    assert [a for a in running.close_all() if a.check == "diagnosis"] == []
+    assert running.model.meta.version == old + 1, "the running client moved to the new release"
+
+    assert main(["rollback", "asgnet", "--url", url, "--repository", str(repository)]) == 0
+    assert f"v{old + 1} retired, v{old} serving" in capsys.readouterr().out
+    for spec in ASGNET_MODELS:
+        assert triton.ready_versions(spec.name) == [old], spec.name
+    back = _detect(capsys, session, url, repository, tmp_path / "third.sqlite", asgnet=True)
+    assert [(a["label"], a["model_version"]) for a in back if a["check"] == "diagnosis"] == [
+        (first["label"], old)
+    ]
     triton.close()

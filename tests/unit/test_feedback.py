@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from client.alerts import Alert, KeyRef
+from client.alerts import Alert, DiagnosisAlert, KeyRef
 from client.cli import main
 from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackError, FeedbackStore, alert_id
 
@@ -51,6 +51,26 @@ def test_unknown_and_duplicate_feedback_are_clear_errors(store):
         store.give(alert_id(_alert("blk_2")), FALSE_POSITIVE)
     with pytest.raises(FeedbackError, match="only a diagnosis takes a class"):
         store.give(alert_id(_alert("blk_1")), CONFIRMED, label="truncated")
+
+
+def _diagnosis(session: str) -> DiagnosisAlert:
+    probabilities = {"normal": 0.2, "write_exception": 0.7, "truncated": 0.1}
+    return DiagnosisAlert(
+        session, "diagnosis", "write_exception", 0.7, probabilities, (), (4,), "log_anomaly", 1
+    )
+
+
+def test_a_diagnosis_takes_another_class_of_its_model_only_when_confirmed(store):
+    store.record([_diagnosis("blk_9"), _diagnosis("blk_8")], {"blk_9": [3], "blk_8": [4]}, "a1")
+    nine, eight = alert_id(_diagnosis("blk_9")), alert_id(_diagnosis("blk_8"))
+    with pytest.raises(FeedbackError, match="'slow' is not a class of log_anomaly v1: one of"):
+        store.give(nine, CONFIRMED, label="slow")
+    with pytest.raises(FeedbackError, match=r"mark alert \w+ a false positive"):
+        store.give(nine, CONFIRMED, label="normal")
+    with pytest.raises(FeedbackError, match="confirm it with --label"):
+        store.give(nine, FALSE_POSITIVE, label="truncated")
+    assert store.give(nine, CONFIRMED, label="truncated").label == "truncated"
+    assert store.give(eight, FALSE_POSITIVE).label is None
 
 
 def test_the_store_is_a_wal_database_that_survives_reopening(store):
