@@ -16,6 +16,7 @@ def test_every_command_parses_and_has_a_handler():
         "demo",
         "evaluate-hdfs",
         "evaluate-feedback",
+        "evaluate-asgnet-feedback",
         "evaluate-params",
         "evaluate-asgnet",
         "train",
@@ -26,6 +27,11 @@ def test_every_command_parses_and_has_a_handler():
     }
     fb = parser.parse_args(["feedback", "confirm", "abc123", "--label", "truncated"])
     assert (fb.action, fb.alert_id, fb.label) == ("confirm", "abc123", "truncated")
+
+
+def test_rolling_back_a_model_that_does_not_exist_is_a_one_line_error(tmp_path, capsys):
+    assert main(["rollback", "deeplog_kyes", "--repository", str(tmp_path)]) == 1
+    assert "no model 'deeplog_kyes': one of [" in capsys.readouterr().err
 
 
 def test_a_missing_log_is_a_one_line_error_not_a_traceback(tmp_path, capsys):
