@@ -80,20 +80,12 @@ class AsgnetFeedbackResult:
 
 def _diagnose(triton: TritonClient, trained: TrainedAsgnet, units: Units) -> np.ndarray:
     """The served ``asgnet`` ensemble's class probabilities for each unit."""
-    texts = units.texts(trained.vocabulary)
-    counts = units.counts(trained.vocabulary)
-    probs = []
-    for i in range(0, len(units), 32):
-        answer = triton.infer(
-            ASGNET.name,
-            {
-                "TEXT": np.array([[t.encode()] for t in texts[i : i + 32]], dtype=object),
-                "COUNTS": counts[i : i + 32],
-            },
-            ["PROBS"],
-        )
-        probs.append(answer.outputs["PROBS"])
-    return np.concatenate(probs)
+    inputs = {
+        "TEXT": np.array([[t.encode()] for t in units.texts(trained.vocabulary)], dtype=object),
+        "COUNTS": units.counts(trained.vocabulary),
+    }
+    parts = triton.infer_parts(ASGNET.name, inputs, ["PROBS"], None, ASGNET.max_batch_size)
+    return np.concatenate([part.outputs["PROBS"] for part in parts])
 
 
 def _figures(
