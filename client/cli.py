@@ -379,7 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("--url", default="127.0.0.1:8001")
     detect.add_argument("--repository", type=Path, default=Path("model_repository"))
-    detect.add_argument("--version", type=int, default=None)
+    detect.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="pin deeplog_keys to this version (with --no-asgnet, unless it is the newest: "
+        "log_anomaly runs the newest)",
+    )
     detect.add_argument("--no-load", action="store_true", help="the model is loaded already")
     detect.add_argument("--store", type=Path, default=DEFAULT_STORE, help="feedback store")
     detect.add_argument("--no-store", action="store_true", help="do not record the alerts")

@@ -1,8 +1,8 @@
 """DeepLog's log-key check through Triton: a key is abnormal if it is unknown or not among the
 g likeliest next keys; a session is abnormal if any of its keys (or its end) is.
 
-Requests are pinned to one model version, and that version's vocabulary and (h, g) are used to
-build them, so a vocabulary is never paired with another version's model.
+Each answer is judged with the (h, g) of the version that answered, whose vocabulary must be the
+one the requests were built with (``KeyModel``), so keys are never read with another version's.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from client.alerts import Alert, key_reason, key_ref
+from client.served_versions import ServedVersions
 from client.triton_client import TritonClient
 from export.publish import KeyModelMeta
-from export.repository import VersionMismatch
 from export.specs import DEEPLOG_KEYS
 from export.vocab import END, UNKNOWN
 from export.windows import WindowStream, session_windows
@@ -69,26 +69,17 @@ class KeyModel:
         self.max_batch = min(max_batch, DEEPLOG_KEYS.max_batch_size)
         self.repository = repository
         self.pinned = pinned
-        self._metas = {meta.version: meta}
+        self.versions = ServedVersions(
+            DEEPLOG_KEYS.name,
+            meta,
+            lambda version: KeyModelMeta.load(repository, version),
+            lambda m: (m.vocabulary, m.window, m.end_marker),
+            "vocabulary or h",
+        )
 
     def meta_of(self, version: int) -> KeyModelMeta:
         """The metadata of the version that answered, checked to speak the same keys."""
-        meta = self._metas.get(version)
-        if meta is None:
-            assert self.repository is not None
-            meta = KeyModelMeta.load(self.repository, version)
-            same = (meta.vocabulary, meta.window, meta.end_marker) == (
-                self.meta.vocabulary,
-                self.meta.window,
-                self.meta.end_marker,
-            )
-            if not same:
-                raise VersionMismatch(
-                    f"{DEEPLOG_KEYS.name} v{version} answered, but its vocabulary or h differs "
-                    f"from v{self.meta.version}'s the stream is parsed with: restart the client"
-                )
-            self._metas[version] = meta
-        return meta
+        return self.versions.meta_of(version)
 
     def score(self, windows: np.ndarray, next_keys: np.ndarray) -> Scores:
         """Score many windows, in requests of up to ``max_batch`` windows each."""

@@ -96,24 +96,36 @@ class LogAnomalyModel:
     ) -> None:
         self.triton, self.keys, self.meta, self.similar, self.k = triton, keys, meta, similar, k
         self.repository = repository
+        self.key_meta = keys.meta  # the deeplog_keys version the ensemble runs: follow_server
         # Key ids of the key model -> key ids of ASGNet's count vector, matched by template.
         own = {t: FIRST_KEY + i for i, t in enumerate(meta.vocabulary.templates)}
         vocab = keys.meta.vocabulary
         self._count_key = {k: own.get(vocab.template(k), UNKNOWN) for k in range(vocab.size)}
 
-    def follow_server(self) -> None:
-        """Move to the newest ASGNet release the server has ready (a retrain swapped one in):
-        diagnoses are then read with its classes and searched in its similar-incident index."""
-        ready = self.triton.ready_versions(ASGNET_GNET.name)
-        if not ready or ready[-1] == self.meta.version:
-            return
-        meta = AsgnetMeta.load(self.repository, ready[-1])
-        if (meta.classes, meta.vocabulary) != (self.meta.classes, self.meta.vocabulary):
+    def follow_server(self) -> tuple[int, int]:
+        """Move to the newest versions the server has ready, which the ensemble's steps run:
+        deeplog_keys (its g judges the ranks; its keys must be the client's) and the ASGNet
+        release (its classes, and its similar-incident index). Returns the two versions."""
+        keys = self.triton.ready_versions(DEEPLOG_KEYS.name)
+        if not keys:
+            raise VersionMismatch(f"{DEEPLOG_KEYS.name} has no ready version")
+        if self.keys.pinned and keys[-1] != self.keys.meta.version:
             raise VersionMismatch(
-                f"{ASGNET_GNET.name} v{meta.version} is served, with other classes or keys than "
-                f"v{self.meta.version}'s this client was started with: restart the client"
+                f"{LOG_ANOMALY.name} runs the newest {DEEPLOG_KEYS.name}, v{keys[-1]}; this "
+                f"client is pinned to v{self.keys.meta.version} (use --no-asgnet to check with "
+                "a pinned version alone)"
             )
-        self.meta, self.similar = meta, SimilarUnits.load(self.repository, meta.version)
+        self.key_meta = self.keys.meta_of(keys[-1])
+        ready = self.triton.ready_versions(ASGNET_GNET.name)
+        if ready and ready[-1] != self.meta.version:
+            meta = AsgnetMeta.load(self.repository, ready[-1])
+            if (meta.classes, meta.vocabulary) != (self.meta.classes, self.meta.vocabulary):
+                raise VersionMismatch(
+                    f"{ASGNET_GNET.name} v{meta.version} is served, with other classes or keys "
+                    f"than v{self.meta.version}'s this client was started with: restart the client"
+                )
+            self.meta, self.similar = meta, SimilarUnits.load(self.repository, meta.version)
+        return self.key_meta.version, self.meta.version
 
     def asgnet_keys(self, session_keys: list[int]) -> list[int]:
         """A session's keys (the key model's ids) as ids of ASGNet's vocabulary: how a
@@ -147,12 +159,6 @@ class LogAnomalyModel:
             "NEXT_KEY": inputs["NEXT_KEY"][:limit],
         }
         out = self.triton.infer(LOG_ANOMALY.name, head, LOG_ANOMALY.output_names).outputs
-        if len(inputs["WINDOWS"]) > limit:
-            rest = self.keys.score(inputs["WINDOWS"][limit:], inputs["NEXT_KEY"][limit:, 0])
-            out["RANK"] = np.concatenate([out["RANK"][:, 0], rest.rank])[:, None]
-            width = out["TOP_KEYS"].shape[1]
-            out["TOP_KEYS"] = np.concatenate([out["TOP_KEYS"], rest.top_keys[:, :width]])
-            out["TOP_PROBS"] = np.concatenate([out["TOP_PROBS"], rest.top_probs[:, :width]])
         probs = out["PROBS"][0]
         if len(probs) != len(self.meta.classes):
             raise VersionMismatch(
@@ -160,15 +166,26 @@ class LogAnomalyModel:
                 f"v{self.meta.version} has {len(self.meta.classes)}: another version is served"
             )
         rank = out["RANK"][:, 0]
-        next_keys = inputs["NEXT_KEY"][:, 0]
+        next_keys = head["NEXT_KEY"][:, 0]
+        # The ensemble does not say which deeplog_keys version answered: the one follow_server
+        # found newest, which SessionDetector checks is still the newest after the requests.
         scores = Scores(
             rank,
             out["TOP_KEYS"],
             out["TOP_PROBS"],
-            (rank >= self.keys.meta.top_g) | (next_keys == UNKNOWN),
-            # The ensemble runs the newest deeplog_keys and does not say which: see README.
-            np.full(len(rank), self.keys.meta.version, dtype=np.int64),
+            (rank >= self.key_meta.top_g) | (next_keys == UNKNOWN),
+            np.full(len(rank), self.key_meta.version, dtype=np.int64),
         )
+        if len(inputs["WINDOWS"]) > limit:
+            rest = self.keys.score(inputs["WINDOWS"][limit:], inputs["NEXT_KEY"][limit:, 0])
+            width = scores.top_keys.shape[1]
+            scores = Scores(
+                np.concatenate([scores.rank, rest.rank]),
+                np.concatenate([scores.top_keys, rest.top_keys[:, :width]]),
+                np.concatenate([scores.top_probs, rest.top_probs[:, :width]]),
+                np.concatenate([scores.anomalous, rest.anomalous]),
+                np.concatenate([scores.version, rest.version]),
+            )
         best = int(np.argmax(probs))
         diagnosis = Diagnosis(
             self.meta.classes[best],
@@ -189,6 +206,7 @@ class SessionDetector:
 
     model: LogAnomalyModel
     concurrency: int = 4
+    chunk_sessions: int = 256  # sessions checked between two looks at the served versions
     sessions: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
     results: dict[str, SessionResult] = field(default_factory=dict)
     windows_checked: int = 0
@@ -199,16 +217,34 @@ class SessionDetector:
 
     def close_all(self) -> list[Alert | DiagnosisAlert]:
         finished, self.sessions = self.sessions, {}
-        self.model.follow_server()
         names = list(finished)
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            results = list(pool.map(lambda s: self.model.check([k for k, _ in finished[s]]), names))
         alerts: list[Alert | DiagnosisAlert] = []
-        for name, result in zip(names, results, strict=True):
-            self.results[name] = result
-            self.windows_checked += len(result.scores.rank)
-            alerts += self._alerts(name, finished[name], result)
+        for i in range(0, len(names), self.chunk_sessions):
+            chunk = names[i : i + self.chunk_sessions]
+            results = self._check_served(chunk, finished)
+            for name, result in zip(chunk, results, strict=True):
+                self.results[name] = result
+                self.windows_checked += len(result.scores.rank)
+                alerts += self._alerts(name, finished[name], result)
         return alerts
+
+    def _check_served(
+        self, names: list[str], finished: dict[str, list[tuple[int, int | None]]]
+    ) -> list[SessionResult]:
+        """Check sessions between two looks at the served versions. The ensemble runs the
+        newest ready ones and does not say which; if they changed while the requests ran (a
+        retrain swapped one in), some answers may be the other version's: check them again."""
+        for _ in range(3):
+            served = self.model.follow_server()
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                results = list(
+                    pool.map(lambda s: self.model.check([k for k, _ in finished[s]]), names)
+                )
+            if self.model.follow_server() == served:
+                return results
+        raise VersionMismatch(
+            f"the versions {LOG_ANOMALY.name} runs changed during each of 3 tries: retry later"
+        )
 
     def _alerts(
         self, session: str, keys: list[tuple[int, int | None]], result: SessionResult
@@ -253,7 +289,7 @@ def open_log_anomaly(
     if load:
         triton.load_model(LOG_ANOMALY.name)
     version = triton.bind_version(ASGNET_GNET.name, None, load=False)
-    return LogAnomalyModel(
+    model = LogAnomalyModel(
         triton,
         keys,
         AsgnetMeta.load(repository, version),
@@ -261,3 +297,5 @@ def open_log_anomaly(
         repository,
         k,
     )
+    model.follow_server()  # a key model pinned to a version the ensemble does not run: refused
+    return model

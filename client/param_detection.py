@@ -3,8 +3,8 @@ from the previous h vectors of its key; abnormal when a dimension's error is out
 version's Gaussian bound for that key and dimension.
 
 Histories are per key within a session (the stream, where a format has no sessions).
-Requests carry many entries and are pinned to the version whose normaliser, schema and bounds
-built them.
+Requests carry many entries; each answer is judged with the bounds of the version that
+answered (see ``ParamModel``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from client.alerts import KeyRef, key_ref
 from client.param_vectors import ParamSchema, VectorBuilder
 from client.parsing import LogFormat, ParsedLine
+from client.served_versions import ServedVersions
 from client.triton_client import TritonClient
 from export.publish import ParamModelMeta
 from export.specs import DEEPLOG_PARAMS
@@ -52,26 +53,66 @@ class ParamAlert:
 
 
 class ParamModel:
-    """One version of a parameter-value model served by Triton."""
+    """A parameter-value model served by Triton.
 
-    def __init__(self, triton: TritonClient, meta: ParamModelMeta, max_batch: int = 2048) -> None:
+    Pinned (``pinned=True``), every request names ``meta.version``. Otherwise requests go to the
+    newest ready version and each answer is judged with the bounds of the version that answered
+    (read from ``repository``): a recalibrated version takes over without a restart, and no
+    request goes to a version being unloaded. Histories are normalised with ``meta``'s
+    normaliser, so a version with another normaliser, schema or vocabulary is refused.
+    """
+
+    def __init__(
+        self,
+        triton: TritonClient,
+        meta: ParamModelMeta,
+        max_batch: int = 2048,
+        repository: Path | None = None,
+        pinned: bool = True,
+    ) -> None:
+        if not pinned and repository is None:
+            raise ValueError("a model that follows the server needs the repository to read metas")
         self.triton = triton
         self.meta = meta
         self.schema = ParamSchema.from_json(meta.schema)
         self.max_batch = max_batch
+        self.pinned = pinned
+        self.versions = ServedVersions(
+            meta.model,
+            meta,
+            lambda version: ParamModelMeta.load(repository, meta.model, version),
+            lambda m: (
+                m.window,
+                m.width,
+                m.normaliser.mean.tobytes(),
+                m.normaliser.std.tobytes(),
+                json.dumps(m.schema, sort_keys=True),
+                m.vocabulary,
+            ),
+            "normaliser, schema or vocabulary",
+        )
 
-    def predict(self, history: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """[n, h, width] normalised histories and [n] keys -> [n, width] predicted vectors."""
+    def predict(self, history: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[n, h, width] normalised histories and [n] keys -> [n, width] predicted vectors and
+        [n] the version that predicted each."""
         if len(keys) == 0:
-            return np.zeros((0, self.meta.width), np.float32)
-        out = self.triton.infer_in_batches(
+            return np.zeros((0, self.meta.width), np.float32), np.zeros(0, np.int64)
+        parts = self.triton.infer_parts(
             self.meta.model,
             {"HISTORY": history.astype(np.float32), "KEY": keys[:, None].astype(np.int64)},
             ["PREDICTED"],
-            version=self.meta.version,
-            max_batch=self.max_batch,
+            self.meta.version if self.pinned else None,
+            self.max_batch,
         )
-        return out["PREDICTED"]
+        predicted = np.concatenate([p.outputs["PREDICTED"] for p in parts])
+        versions = np.concatenate(
+            [np.full(len(p.outputs["PREDICTED"]), int(p.model_version)) for p in parts]
+        )
+        return predicted, versions
+
+    def meta_of(self, version: int) -> ParamModelMeta:
+        """The metadata (bounds) of the version that answered."""
+        return self.versions.meta_of(version)
 
 
 @dataclass(frozen=True)
@@ -136,20 +177,20 @@ class ParamDetector:
         if not entries:
             return []
         keys = np.array([e.key for e in entries], dtype=np.int64)
-        predicted = self.model.predict(np.stack([e.history for e in entries]), keys)
+        predicted, versions = self.model.predict(np.stack([e.history for e in entries]), keys)
         self.checked += len(entries)
         alerts = []
-        for entry, guess in zip(entries, predicted, strict=True):
-            alert = self._judge(entry, guess)
+        for entry, guess, version in zip(entries, predicted, versions, strict=True):
+            alert = self._judge(entry, guess, self.model.meta_of(int(version)))
             if alert is not None:
                 self.flagged_sessions.add(entry.session)
                 alerts.append(alert)
         return alerts
 
-    def _judge(self, entry: _Entry, guess: np.ndarray) -> ParamAlert | None:
-        """Accepted range per dimension: predicted +/- bound, in raw units. The gap is modelled
-        as log1p(seconds), so its range is asymmetric in seconds, widened by one clock tick."""
-        meta = self.model.meta
+    def _judge(self, entry: _Entry, guess: np.ndarray, meta: ParamModelMeta) -> ParamAlert | None:
+        """Accepted range per dimension: predicted +/- the bound of ``meta``, the version that
+        predicted, in raw units. The gap is modelled as log1p(seconds), so its range is
+        asymmetric in seconds, widened by one clock tick."""
         d = len(entry.vector)
         normal = meta.normaliser
         centre = normal.invert(entry.key, guess[:d].astype(np.float64))
@@ -210,6 +251,11 @@ def open_param_model(
     version: int | None = None,
     load: bool = True,
 ) -> ParamModel:
-    """Ask the server to load a parameter-value model; bind to a ready version and its meta."""
+    """Ask the server to load a parameter-value model and bind to a ready version and its meta.
+
+    A named ``version`` pins every request to it; without one, the model starts from the newest
+    ready version and follows the server to newer ones (a recalibration swapping one in).
+    """
     chosen = triton.bind_version(model, version, load)
-    return ParamModel(triton, ParamModelMeta.load(repository, model, chosen))
+    meta = ParamModelMeta.load(repository, model, chosen)
+    return ParamModel(triton, meta, repository=repository, pinned=version is not None)

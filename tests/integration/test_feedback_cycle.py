@@ -29,8 +29,9 @@ from export.asgnet import NORMAL
 from export.deeplog_keys import KeyModelConfig
 from export.publish import KeyModelMeta
 from export.publish_asgnet import ASGNET_MODELS, SIMILAR_UNITS
-from export.repository import retired_versions, versions
+from export.repository import VersionMismatch, retired_versions, versions
 from export.specs import ASGNET_SNET, DEEPLOG_KEYS, LOG_ANOMALY
+from export.vocab import KeyVocabulary
 from export.windows import session_windows
 from server_config.launcher import TritonServer
 
@@ -346,4 +347,44 @@ def test_a_diagnosis_marked_false_positive_is_learnt_and_served_as_one_release(
     assert [(a["label"], a["model_version"]) for a in back if a["check"] == "diagnosis"] == [
         (first["label"], old)
     ]
+    triton.close()
+
+
+def test_through_log_anomaly_each_answer_is_read_with_the_key_version_the_ensemble_ran(
+    served, asgnet_served, demo_corpus, capsys
+):
+    """Run last in this file: it publishes two deeplog_keys versions, the second with other
+    keys, and rolls that one back."""
+    repository, server = served
+    triton = TritonClient(server.grpc_url)
+    old = triton.ready_versions(DEEPLOG_KEYS.name)[-1]
+    running = SessionDetector(
+        open_log_anomaly(triton, open_key_model(triton, repository), repository, load=False)
+    )
+    demo = DemoConfig()
+    config = KeyModelConfig(top_g=demo.top_g, epochs=1, seed=demo.seed)
+    sessions, vocabulary = demo_corpus.sessions[:300], demo_corpus.vocabulary
+
+    def publish(vocabulary: KeyVocabulary) -> int:
+        version = train_and_publish(sessions, vocabulary, repository, config, "swap", False)
+        triton.load_model(DEEPLOG_KEYS.name)
+        return version
+
+    def check(session: str) -> list:
+        for position, key in enumerate(sessions[0]):
+            running.push(session, key, position)
+        return running.close_all()
+
+    retrained = publish(vocabulary)
+    check("blk_after_retrain")
+    assert set(running.results["blk_after_retrain"].scores.version.tolist()) == {retrained}
+    with pytest.raises(VersionMismatch, match=f"runs the newest deeplog_keys, v{retrained}"):
+        open_log_anomaly(triton, open_key_model(triton, repository, old), repository, load=False)
+
+    other_keys = KeyVocabulary((*vocabulary.names, "X"), (*vocabulary.templates, "new <*>"))
+    stranger = publish(other_keys)
+    with pytest.raises(VersionMismatch, match=f"v{stranger} answered, but its vocabulary"):
+        check("blk_after_new_keys")
+    assert main(["rollback", "--url", server.grpc_url, "--repository", str(repository)]) == 0
+    assert f"v{stranger} retired, v{retrained} serving" in capsys.readouterr().out
     triton.close()

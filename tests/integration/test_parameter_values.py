@@ -23,7 +23,7 @@ def test_onnx_and_torchscript_versions_answer_alike(param_models):
     history = rng.normal(0, 1, (300, onnx.meta.window, onnx.meta.width)).astype(np.float32)
     picked = rng.choice(keys, 300)
     np.testing.assert_allclose(
-        onnx.predict(history, picked), torchscript.predict(history, picked), atol=1e-4
+        onnx.predict(history, picked)[0], torchscript.predict(history, picked)[0], atol=1e-4
     )
 
 
@@ -62,6 +62,7 @@ def test_false_positive_values_fed_back_widen_the_bounds_of_a_new_served_version
     """Run last in this file: it publishes deeplog_params' next version (the one the other
     tests are bound to stays loaded beside it)."""
     onnx = param_models["onnx"]
+    running = open_param_model(triton, repository, onnx.meta.model)  # follows the server
     workload = generate_workload(replace(SLOW, seed=5, blocks=600))
     alerts: list = []
     summary = detect_stream(
@@ -84,9 +85,9 @@ def test_false_positive_values_fed_back_widen_the_bounds_of_a_new_served_version
     assert result.after.detected == result.before.detected == 1, "the confirmed one still fails"
     assert result.new_version in triton.ready_versions(onnx.meta.model)
 
-    again: list = []
-    new = open_param_model(triton, repository, onnx.meta.model, result.new_version)
-    detect_stream(workload.lines, workload_model, again.append, params=new)
+    again: list = []  # the client opened before the recalibration, now answered by the new one
+    detect_stream(workload.lines, workload_model, again.append, params=running)
+    assert {a.model_version for a in again if a.check == "parameter_value"} == {result.new_version}
     flagged = {(a.session, a.line) for a in again if a.check == "parameter_value"}
     assert not flagged & {(a.session, a.line) for a in normal}, "the fed-back values pass"
     assert {a.session for a in slow} <= {s for s, _ in flagged}, "slow transfers still flagged"

@@ -1,0 +1,53 @@
+"""Following the server: a client that lets each request go to the newest ready version reads
+each answer with the metadata of the version that answered.
+
+A retrain publishes a version that takes the same inputs (same vocabulary, h, normaliser) with
+new weights or bounds; that one is taken over without a restart. A version whose inputs mean
+something else (a new `train`) cannot judge requests built for the old one: it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from export.repository import VersionMismatch
+
+
+class VersionedMeta(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+M = TypeVar("M", bound=VersionedMeta)
+
+
+class ServedVersions(Generic[M]):
+    """The metadata of every version of one model that answered so far, each checked to take
+    the same inputs as ``bound``, the version the client builds its requests for."""
+
+    def __init__(
+        self,
+        model: str,
+        bound: M,
+        load: Callable[[int], M],
+        inputs: Callable[[M], object],
+        inputs_are: str,
+    ) -> None:
+        """``inputs(meta)`` is what must be equal between versions; ``inputs_are`` names it in
+        the error (e.g. "vocabulary or h")."""
+        self.model, self.bound = model, bound
+        self._load, self._inputs, self._inputs_are = load, inputs, inputs_are
+        self._metas = {bound.version: bound}
+
+    def meta_of(self, version: int) -> M:
+        meta = self._metas.get(version)
+        if meta is None:
+            meta = self._load(version)
+            if self._inputs(meta) != self._inputs(self.bound):
+                raise VersionMismatch(
+                    f"{self.model} v{version} answered, but its {self._inputs_are} differs from "
+                    f"v{self.bound.version}'s the stream is read with: restart the client"
+                )
+            self._metas[version] = meta
+        return meta
