@@ -9,8 +9,10 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
+BENCH_STAMP := $(VENV)/.bench-installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup demo test test-unit test-integration lint serve eval-hdfs eval-params eval-asgnet eval-feedback clean
+.PHONY: help setup bench-setup demo test test-unit test-integration lint serve bench eval-hdfs eval-params eval-asgnet eval-feedback clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -20,6 +22,8 @@ help:
 	@echo "make eval-feedback HDFS false positives (DeepLog) and BGL wrong diagnoses (ASGNet) fed back,"
 	@echo "                  retrain, before/after; reports/feedback_hdfs.md, feedback_asgnet_bgl.md"
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
+	@echo "make bench       perf_analyzer sweep of every model and ensemble, end to end, side by side,"
+	@echo "                 parser vs Drain3; writes benchmarks/reports/ (about 10 min on 2 cores)"
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
 
 $(STAMP): pyproject.toml
@@ -31,6 +35,22 @@ $(STAMP): pyproject.toml
 	touch $@
 
 setup: $(STAMP)
+
+# perf_analyzer ships in the tritonclient wheel (already installed) and links Debian's libb64
+# and CUDA's runtime library (a PyPI wheel; no GPU needed to load it).
+$(BENCH_STAMP): $(STAMP)
+	@ldconfig -p | grep -q libb64.so.0d || { \
+		echo ">> installing Debian's libb64-0d for perf_analyzer"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libb64-0d; }
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev,bench]" > $(VENV)/pip-bench.log 2>&1 \
+		|| { grep -v "is ignored: it is neither" $(VENV)/pip-bench.log | tail -30; exit 1; }
+	$(PY) -c "from benchmarks.perf_analyzer import check; check()"
+	touch $@
+
+bench-setup: $(BENCH_STAMP)
+
+bench: bench-setup
+	$(PY) -m benchmarks bench
 
 demo: setup
 	$(PY) -m client demo

@@ -183,6 +183,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         f"alerts ({'log_anomaly' if diagnose else 'deeplog_keys only'})",
         file=sys.stderr,
     )
+    stages = ", ".join(f"{name} {s:.2f} s" for name, s in summary.stages.items())
+    print(f"# {summary.seconds:.2f} s in all; {stages}", file=sys.stderr)
     return 0
 
 

@@ -22,6 +22,7 @@ from client.log_anomaly import open_log_anomaly
 from client.param_detection import ParamAlert, open_param_model
 from client.pipeline import StreamSummary, detect_stream
 from client.training import (
+    Corpus,
     labelled_units,
     learn_corpus,
     train_and_publish,
@@ -83,7 +84,72 @@ def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+@dataclass(frozen=True)
+class DemoModels:
+    """What steps 1-3 leave: the workloads, the learnt corpus, the published versions."""
+
+    train: Workload
+    test: Workload
+    corpus: Corpus
+    version: int  # deeplog_keys
+    param_version: int
+    asgnet_version: int
+
+
 def run_demo(config: DemoConfig) -> dict:
+    models = train_demo_models(config)
+    test = models.test
+    _step("4/5 starting Triton and streaming the test log through the client")
+    alerts_path = config.workdir / "alerts.jsonl"
+    with TritonServer(config.repository, log_path=config.workdir / "tritonserver.log") as server:
+        print(f"tritonserver pid {server.pid} on {server.grpc_url}")
+        triton = TritonClient(server.grpc_url)
+        model = open_key_model(triton, config.repository)
+        params = open_param_model(triton, config.repository)
+        diagnose = open_log_anomaly(triton, model, config.repository)
+        print(
+            f"serving deeplog_keys v{model.meta.version} (h={model.meta.window}, "
+            f"g={model.meta.top_g}, {len(model.meta.vocabulary.names)} keys) and "
+            f"deeplog_params v{params.meta.version} ({len(params.meta.thresholds)} keys, "
+            f"{params.meta.confidence:.1%} bounds), through log_anomaly with ASGNet "
+            f"v{diagnose.meta.version} ({len(diagnose.meta.classes)} classes)"
+        )
+        shown: Counter = Counter()
+        with (
+            open(alerts_path, "w") as out,
+            tqdm(total=len(test.lines), unit="line", desc="stream") as bar,
+        ):
+
+            def on_alert(alert: Alert | ParamAlert | DiagnosisAlert) -> None:
+                out.write(alert.to_json() + "\n")
+                if shown[alert.check] < config.alerts_shown:
+                    shown[alert.check] += 1
+                    tqdm.write(f"ALERT [{alert.check}] {alert.headline()}")
+
+            summary = detect_stream(
+                test.lines,
+                model,
+                on_alert,
+                progress=bar.update,
+                params=params,
+                diagnose=diagnose,
+            )
+        triton.close()
+
+    _step("5/5 summary")
+    result = _summarise(test, summary, alerts_path)
+    result.update(
+        version=models.version,
+        param_version=models.param_version,
+        asgnet_version=models.asgnet_version,
+    )
+    (config.workdir / "summary.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def train_demo_models(config: DemoConfig) -> DemoModels:
+    """Steps 1-3 of the demo: generate the workload, learn templates, train and publish
+    DeepLog's two models and ASGNet into ``config.repository`` (also what `make bench` serves)."""
     config.workdir.mkdir(parents=True, exist_ok=True)
     _step("1/5 generating an HDFS-like workload with injected anomalies")
     train = generate_workload(WorkloadConfig(config.train_blocks, 0.0, config.seed))
@@ -163,48 +229,7 @@ def run_demo(config: DemoConfig) -> dict:
         f"asgnet_tokenizer/snet/vnet/gnet version {asgnet_version}, ensembles asgnet, log_anomaly"
     )
 
-    _step("4/5 starting Triton and streaming the test log through the client")
-    alerts_path = config.workdir / "alerts.jsonl"
-    with TritonServer(config.repository, log_path=config.workdir / "tritonserver.log") as server:
-        print(f"tritonserver pid {server.pid} on {server.grpc_url}")
-        triton = TritonClient(server.grpc_url)
-        model = open_key_model(triton, config.repository)
-        params = open_param_model(triton, config.repository)
-        diagnose = open_log_anomaly(triton, model, config.repository)
-        print(
-            f"serving deeplog_keys v{model.meta.version} (h={model.meta.window}, "
-            f"g={model.meta.top_g}, {len(model.meta.vocabulary.names)} keys) and "
-            f"deeplog_params v{params.meta.version} ({len(params.meta.thresholds)} keys, "
-            f"{params.meta.confidence:.1%} bounds), through log_anomaly with ASGNet "
-            f"v{diagnose.meta.version} ({len(diagnose.meta.classes)} classes)"
-        )
-        shown: Counter = Counter()
-        with (
-            open(alerts_path, "w") as out,
-            tqdm(total=len(test.lines), unit="line", desc="stream") as bar,
-        ):
-
-            def on_alert(alert: Alert | ParamAlert | DiagnosisAlert) -> None:
-                out.write(alert.to_json() + "\n")
-                if shown[alert.check] < config.alerts_shown:
-                    shown[alert.check] += 1
-                    tqdm.write(f"ALERT [{alert.check}] {alert.headline()}")
-
-            summary = detect_stream(
-                test.lines,
-                model,
-                on_alert,
-                progress=bar.update,
-                params=params,
-                diagnose=diagnose,
-            )
-        triton.close()
-
-    _step("5/5 summary")
-    result = _summarise(test, summary, alerts_path)
-    result.update(version=version, param_version=param_version, asgnet_version=asgnet_version)
-    (config.workdir / "summary.json").write_text(json.dumps(result, indent=1))
-    return result
+    return DemoModels(train, test, corpus, version, param_version, asgnet_version)
 
 
 def _scores(flagged: set[str], actual: set[str]) -> dict[str, float]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from client.alerts import Alert, key_reason, key_ref
 from client.served_versions import ServedVersions
+from client.stage_clock import DECISIONS, TRITON, StageClock
 from client.triton_client import TritonClient
 from export.publish import KeyModelMeta
 from export.specs import DEEPLOG_KEYS
@@ -177,6 +178,7 @@ class StreamingDetector:
     closed: dict[str, SessionState] = field(default_factory=dict)
     pending: list[Step] = field(default_factory=list)
     windows_checked: int = 0
+    clock: StageClock = field(default_factory=StageClock)
 
     def push(self, session: str, key: int, line: int | None = None) -> list[Alert]:
         state = self.sessions.get(session)
@@ -202,12 +204,17 @@ class StreamingDetector:
         return alerts + self.flush()
 
     def flush(self) -> list[Alert]:
+        with self.clock.stage(DECISIONS):
+            return self._flush()
+
+    def _flush(self) -> list[Alert]:
         steps, self.pending = self.pending, []
         if not steps:
             return []
         windows = np.array([s.window for s in steps], dtype=np.int64)
         keys = np.array([s.key for s in steps], dtype=np.int64)
-        scores = self.model.score(windows, keys)
+        with self.clock.stage(TRITON):
+            scores = self.model.score(windows, keys)
         self.windows_checked += len(steps)
         alerts = []
         for i in np.flatnonzero(scores.anomalous):

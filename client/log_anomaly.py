@@ -19,6 +19,7 @@ import numpy as np
 
 from client.alerts import Alert, DiagnosisAlert, SimilarUnit
 from client.detection import KeyModel, Scores, Step, key_alert
+from client.stage_clock import DECISIONS, TRITON, StageClock
 from client.triton_client import TritonClient
 from export.asgnet import NORMAL
 from export.log_tokenizer import unit_text
@@ -210,6 +211,7 @@ class SessionDetector:
     sessions: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
     results: dict[str, SessionResult] = field(default_factory=dict)
     windows_checked: int = 0
+    clock: StageClock = field(default_factory=StageClock)
 
     def push(self, session: str, key: int, line: int | None = None) -> list:
         self.sessions.setdefault(session, []).append((key, line))
@@ -221,11 +223,14 @@ class SessionDetector:
         alerts: list[Alert | DiagnosisAlert] = []
         for i in range(0, len(names), self.chunk_sessions):
             chunk = names[i : i + self.chunk_sessions]
-            results = self._check_served(chunk, finished)
-            for name, result in zip(chunk, results, strict=True):
-                self.results[name] = result
-                self.windows_checked += len(result.scores.rank)
-                alerts += self._alerts(name, finished[name], result)
+            # Building the requests happens in the same threads: counted as Triton here.
+            with self.clock.stage(TRITON):
+                results = self._check_served(chunk, finished)
+            with self.clock.stage(DECISIONS):
+                for name, result in zip(chunk, results, strict=True):
+                    self.results[name] = result
+                    self.windows_checked += len(result.scores.rank)
+                    alerts += self._alerts(name, finished[name], result)
         return alerts
 
     def _check_served(

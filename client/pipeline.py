@@ -20,6 +20,7 @@ from client.formats import HDFS_FORMAT
 from client.log_anomaly import LogAnomalyModel, SessionDetector
 from client.param_detection import ParamAlert, ParamDetector, ParamModel
 from client.parsing import LogFormat, LogParser, ParseStats
+from client.stage_clock import PARAMS, PARSE, SESSIONS, StageClock
 from export.repository import VersionMismatch
 from export.vocab import FIRST_KEY, UNKNOWN
 
@@ -39,6 +40,8 @@ class StreamSummary:
     param_sessions: frozenset[str] = frozenset()  # sessions with a parameter-value alert
     diagnoses: dict[str, str] = field(default_factory=dict)  # ASGNet: session -> class
     diagnosis_alerts: int = 0
+    # Seconds per stage (parse, sessions, triton, decisions, params): client/stage_clock.py
+    stages: dict[str, float] = field(default_factory=dict)
     # With keep_keys: each session that raised an alert -> all its keys (what feedback retrains on)
     alerted_keys: dict[str, list[int]] = field(default_factory=dict)
 
@@ -70,10 +73,11 @@ def detect_stream(
             f"{model.meta.vocabulary.fingerprint}: their key ids do not mean the same templates"
         )
     parser = frozen_parser(model, log_format)
+    clock = StageClock()
     detector: StreamingDetector | SessionDetector = (
-        SessionDetector(diagnose)
+        SessionDetector(diagnose, clock=clock)
         if diagnose is not None
-        else StreamingDetector(model, batch_windows=batch_windows)
+        else StreamingDetector(model, batch_windows=batch_windows, clock=clock)
     )
     param_detector = ParamDetector(params) if params is not None else None
     start = time.perf_counter()
@@ -89,7 +93,8 @@ def detect_stream(
 
     without_session = 0
     for line_no, raw in enumerate(lines, start=1):
-        parsed = parser.parse(raw, line_no)
+        with clock.stage(PARSE):
+            parsed = parser.parse(raw, line_no)
         if progress:
             progress(1)
         if parsed is None:
@@ -101,12 +106,20 @@ def detect_stream(
         for session in sessions:
             if keep_keys:
                 keys_of.setdefault(session, []).append(key)
-            emit(detector.push(session, key, line_no))
+            with clock.stage(SESSIONS):
+                alerts = detector.push(session, key, line_no)
+            emit(alerts)
         if param_detector is not None:
-            emit(param_detector.check_line(parsed, log_format))
-    emit(detector.close_all())
+            with clock.stage(PARAMS):
+                alerts = param_detector.check_line(parsed, log_format)
+            emit(alerts)
+    with clock.stage(SESSIONS):
+        alerts = detector.close_all()
+    emit(alerts)
     if param_detector is not None:
-        emit(param_detector.flush())
+        with clock.stage(PARAMS):
+            alerts = param_detector.flush()
+        emit(alerts)
     verdicts = detector.verdicts()
     return StreamSummary(
         parse=parser.stats,
@@ -123,4 +136,5 @@ def detect_stream(
         diagnoses=detector.diagnoses() if isinstance(detector, SessionDetector) else {},
         diagnosis_alerts=counts["diagnosis"],
         alerted_keys={s: keys_of.get(s, []) for s in alerted} if keep_keys else {},
+        stages=clock.split(),
     )

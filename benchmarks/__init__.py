@@ -1,0 +1,1 @@
+"""Throughput and latency benchmarks and the load test (``make bench``, ``make loadtest``)."""

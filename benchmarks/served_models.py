@@ -1,0 +1,94 @@
+"""The models `make bench` measures: the product's embedded default, as `make demo` trains it,
+published into a repository of the benchmark's own (build/bench/), and how to serve it on a GPU.
+
+Throughput depends on the models' shapes (h, layers, RoBERTa size, vocabulary), which are the
+demo's; the repository is kept between runs and trained again only when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from client.demo import DemoConfig, train_demo_models
+from client.workload import WorkloadConfig, generate_workload
+from export.specs import (
+    ASGNET_GNET,
+    ASGNET_SNET,
+    ASGNET_VNET,
+    DEEPLOG_KEYS,
+    DEEPLOG_PARAMS,
+    DEEPLOG_PARAMS_TORCHSCRIPT,
+)
+
+BENCH_DIR = Path("build/bench")
+# The models with a GPU build (the tokenizer is Python code and stays on the CPU).
+GPU_MODELS = (
+    DEEPLOG_KEYS,
+    DEEPLOG_PARAMS,
+    DEEPLOG_PARAMS_TORCHSCRIPT,
+    ASGNET_SNET,
+    ASGNET_VNET,
+    ASGNET_GNET,
+)
+ONNX_GPU_MODELS = tuple(m for m in GPU_MODELS if m.backend == "onnxruntime")
+
+
+@dataclass(frozen=True)
+class BenchModels:
+    repository: Path
+    workdir: Path
+    train_log: Path  # the normal log the models learnt from (generated HDFS)
+    test_log: Path  # generated HDFS with injected anomalies: sessions shaped as real blocks
+
+
+def bench_models(workdir: Path = BENCH_DIR, retrain: bool = False) -> BenchModels:
+    """The demo's models in ``workdir/model_repository``, trained if missing (about a minute)."""
+    repository = workdir / "model_repository"
+    marker = workdir / "models.json"
+    config = replace(DemoConfig(), repository=repository, workdir=workdir / "demo")
+    if retrain or not marker.exists():
+        if repository.exists():
+            shutil.rmtree(repository)
+        models = train_demo_models(config)
+        marker.write_text(
+            json.dumps(
+                {
+                    "deeplog_keys": models.version,
+                    "deeplog_params": models.param_version,
+                    "asgnet": models.asgnet_version,
+                }
+            )
+        )
+    return BenchModels(
+        repository,
+        workdir,
+        config.workdir / "train.log",
+        config.workdir / "test.log",
+    )
+
+
+def generated_log(blocks: int, seed: int) -> list[bytes]:
+    """More of the demo's HDFS-like log (5% anomalous blocks), for the end-to-end runs."""
+    return generate_workload(WorkloadConfig(blocks, 0.05, seed)).lines
+
+
+def use_gpu(repository: Path, tensorrt_fp16: bool = False) -> None:
+    """Put the GPU-capable models on KIND_GPU (CUDA execution provider, or TensorRT with FP16
+    for the ONNX models when asked), in the benchmark's copy of the configs only."""
+    for spec in GPU_MODELS:
+        path = repository / spec.name / "config.pbtxt"
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        del config.instance_group[:]
+        config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_GPU, count=1)
+        if tensorrt_fp16 and spec in ONNX_GPU_MODELS:
+            accelerators = config.optimization.execution_accelerators
+            del accelerators.gpu_execution_accelerator[:]
+            trt = accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            trt.parameters["precision_mode"] = "FP16"
+        path.write_text(text_format.MessageToString(config))
