@@ -40,9 +40,9 @@ class WayResult:
 
 
 def _timed(way: str, how: str, windows: int, run: Callable[[], None]) -> WayResult:
-    run_once = time.perf_counter()
+    start = time.perf_counter()
     run()
-    return WayResult(way, how, windows, time.perf_counter() - run_once)
+    return WayResult(way, how, windows, time.perf_counter() - start)
 
 
 def compare(

@@ -107,7 +107,8 @@ class LogAnomalyModel:
         """Move to the newest versions the server has ready, which the ensemble's steps run:
         deeplog_keys (its g judges the ranks; its keys must be the client's) and the ASGNet
         release (its classes, and its similar-incident index). Returns the two versions."""
-        keys = self.triton.ready_versions(DEEPLOG_KEYS.name)
+        served = self.triton.ready_versions_of([DEEPLOG_KEYS.name, ASGNET_GNET.name])
+        keys, ready = served[DEEPLOG_KEYS.name], served[ASGNET_GNET.name]
         if not keys:
             raise VersionMismatch(f"{DEEPLOG_KEYS.name} has no ready version")
         if self.keys.pinned and keys[-1] != self.keys.meta.version:
@@ -117,7 +118,6 @@ class LogAnomalyModel:
                 "a pinned version alone)"
             )
         self.key_meta = self.keys.meta_of(keys[-1])
-        ready = self.triton.ready_versions(ASGNET_GNET.name)
         if ready and ready[-1] != self.meta.version:
             meta = AsgnetMeta.load(self.repository, ready[-1])
             if (meta.classes, meta.vocabulary) != (self.meta.classes, self.meta.vocabulary):

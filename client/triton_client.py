@@ -86,12 +86,16 @@ class TritonClient:
 
     def ready_versions(self, model: str) -> list[int]:
         """Versions of ``model`` the server has loaded and ready, ascending."""
+        return self.ready_versions_of([model])[model]
+
+    def ready_versions_of(self, models: Sequence[str]) -> dict[str, list[int]]:
+        """Each model's ready versions, ascending, from one look at the repository index."""
         index = self._call("repository index", self._client.get_model_repository_index)
-        return sorted(
-            int(m.version)
-            for m in index.models
-            if m.name == model and m.state == "READY" and m.version
-        )
+        ready: dict[str, list[int]] = {model: [] for model in models}
+        for m in index.models:
+            if m.name in ready and m.state == "READY" and m.version:
+                ready[m.name].append(int(m.version))
+        return {model: sorted(versions) for model, versions in ready.items()}
 
     def infer(
         self,
