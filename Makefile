@@ -12,7 +12,7 @@ REPO   ?= model_repository
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup bench-setup demo test test-unit test-integration lint serve bench eval-hdfs eval-params eval-asgnet eval-feedback clean
+.PHONY: help setup bench-setup demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -24,6 +24,8 @@ help:
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
 	@echo "make bench       perf_analyzer sweep of every model and ensemble, end to end, side by side,"
 	@echo "                 parser vs Drain3; writes benchmarks/reports/ (about 10 min on 2 cores)"
+	@echo "make loadtest    a sustained request rate against Triton for 2 min: achieved rate, errors,"
+	@echo "                 latency over time, server memory; LOADTEST_ARGS=\"--rate 200 --duration 60\""
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
 
 $(STAMP): pyproject.toml
@@ -51,6 +53,10 @@ bench-setup: $(BENCH_STAMP)
 
 bench: bench-setup
 	$(PY) -m benchmarks bench
+
+# Against a server of its own unless LOADTEST_ARGS names one (--url 127.0.0.1:8001 --repository ..).
+loadtest: setup
+	$(PY) -m benchmarks loadtest $(LOADTEST_ARGS)
 
 demo: setup
 	$(PY) -m client demo

@@ -14,22 +14,10 @@ import numpy as np
 import torch
 
 from benchmarks import end_to_end, parsers, perf_analyzer, report, side_by_side
-from benchmarks.requests import (
-    Workload,
-    all_windows,
-    asgnet_workloads,
-    key_workload,
-    param_workload,
-)
-from benchmarks.served_models import bench_models, generated_log, use_gpu
-from client.detection import open_key_model
-from client.formats import HDFS_FORMAT
-from client.log_anomaly import open_log_anomaly
-from client.param_detection import open_param_model
-from client.training import session_keys
+from benchmarks.requests import Workload, all_windows, every_workload, open_clients
+from benchmarks.served_models import bench_models, generated_log, place_models
 from client.triton_client import TritonClient
 from export.hdfs_data import DEFAULT_DATA
-from export.specs import ASGNET, DEEPLOG_KEYS
 from server_config.launcher import TritonServer
 
 REPORTS = Path("benchmarks/reports")
@@ -54,8 +42,7 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
     work.mkdir(exist_ok=True)
     rng = np.random.default_rng(config.seed)
     models = bench_models()
-    if config.device == "gpu":
-        use_gpu(models.repository, config.tensorrt_fp16)
+    place_models(models.repository, config.device, config.tensorrt_fp16)
     device = _device(config)
     hdfs_real = (DEFAULT_DATA / "loghub" / "HDFS" / "HDFS_2k.log").read_bytes().splitlines()
     generated = generated_log(config.generated_blocks, config.seed + 100)
@@ -64,19 +51,15 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
 
     with TritonServer(models.repository, log_path=models.workdir / "tritonserver.log") as server:
         triton = TritonClient(server.grpc_url)
-        keys = open_key_model(triton, models.repository)
-        params = open_param_model(triton, models.repository)
-        diagnose = open_log_anomaly(triton, keys, models.repository)
-        triton.load_model(ASGNET.name)
-        sessions = list(session_keys(generated, keys.meta.vocabulary).values())
-        print(f"serving on {device}: {len(sessions)} sessions in the generated log", flush=True)
+        clients = open_clients(triton, models.repository, generated)
+        keys = clients.keys
+        print(
+            f"serving on {device}: {len(clients.sessions)} sessions in the generated log",
+            flush=True,
+        )
 
         # 1. perf_analyzer
-        workloads = [
-            key_workload(DEEPLOG_KEYS.name, keys.meta, sessions, rng),
-            param_workload(params.meta, generated, HDFS_FORMAT, rng),
-        ]
-        workloads += asgnet_workloads(triton, diagnose, sessions, rng)
+        workloads = every_workload(triton, clients, generated, rng)
         unstable: list[str] = []
         points = _sweep(server.grpc_url, workloads, config, work, unstable)
         report.write_csv(out / "perf_analyzer.csv", points)
@@ -91,14 +74,14 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
                 keys,
             ),
             end_to_end.run("generated HDFS log", generated, keys),
-            end_to_end.run("generated HDFS log", generated, keys, params=params),
-            end_to_end.run("generated HDFS log", generated, keys, diagnose=diagnose),
+            end_to_end.run("generated HDFS log", generated, keys, params=clients.params),
+            end_to_end.run("generated HDFS log", generated, keys, diagnose=clients.diagnose),
         ]
         report.write_csv(out / "end_to_end.csv", runs)
         sections.append(_e2e_section(runs))
 
         # 3. side by side
-        windows, next_keys = all_windows(keys.meta, sessions)
+        windows, next_keys = all_windows(keys.meta, clients.sessions)
         ways = side_by_side.compare(
             keys, models.repository, windows, next_keys, config.loop_windows
         )

@@ -52,13 +52,15 @@ def plot_sweep(points: list[PerfPoint], path: Path) -> Path:
     for p in points:
         series.setdefault((p.model, p.batch), []).append(p)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for (model, batch), pts in sorted(series.items()):
+    colours = plt.get_cmap("tab20").colors  # more series than the default cycle's ten
+    for i, ((model, batch), pts) in enumerate(sorted(series.items())):
+        colour = colours[i % len(colours)]
         pts = sorted(pts, key=lambda p: p.concurrency)
         x = [p.concurrency for p in pts]
         label = f"{model} b{batch}"
-        left.plot(x, [p.inferences_per_s for p in pts], marker="o", label=label)
-        line = right.plot(x, [p.p50_ms for p in pts], marker="o", label=f"{label} p50")[0]
-        right.plot(x, [p.p99_ms for p in pts], marker="x", ls="--", color=line.get_color())
+        left.plot(x, [p.inferences_per_s for p in pts], marker="o", color=colour, label=label)
+        right.plot(x, [p.p50_ms for p in pts], marker="o", color=colour)
+        right.plot(x, [p.p99_ms for p in pts], marker="x", ls="--", color=colour)
     left.set(xlabel="concurrency", ylabel="rows/s", yscale="log", title="throughput")
     right.set(xlabel="concurrency", ylabel="ms", yscale="log", title="latency p50 (o), p99 (x)")
     left.legend(fontsize=7)
@@ -77,6 +79,41 @@ def plot_bars(labels: list[str], values: list[float], unit: str, title: str, pat
     ax.set(xlabel=unit, xscale="log", title=title)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_load(buckets: list, target_per_s: float, title: str, path: Path) -> Path:
+    """A load test over time, one point per interval at its middle: answered/s and errors/s
+    against the target, latency percentiles, memory. ``buckets`` are loadtest.Bucket rows."""
+    x = [b.start_s + b.seconds / 2 for b in buckets]
+    fig, (rate, latency, memory) = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    rate.plot(x, [b.answered_per_s for b in buckets], marker="o", label="answered/s")
+    rate.plot(
+        x,
+        [b.errors / b.seconds for b in buckets],
+        marker="x",
+        color="tab:red",
+        label="errors/s (shed included)",
+    )
+    rate.axhline(target_per_s, color="grey", ls="--", label="target")
+    rate.set(ylabel="requests/s", ylim=(0, None), title=title)
+    for q in ("p50", "p90", "p99"):
+        latency.plot(x, [getattr(b, f"{q}_ms") for b in buckets], marker="o", label=q)
+    latency.set(ylabel="latency ms", ylim=(0, None))
+    memory.plot(x, [b.server_mib for b in buckets], marker="o", label="tritonserver")
+    memory.plot(
+        x,
+        [b.server_mib + b.backends_mib for b in buckets],
+        marker="o",
+        label="with its backend processes",
+    )
+    memory.set(ylabel="RSS MiB", xlabel="seconds into the test", ylim=(0, None), xlim=(0, None))
+    for ax in (rate, latency, memory):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

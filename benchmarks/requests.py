@@ -10,20 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from client.log_anomaly import LogAnomalyModel
-from client.param_detection import ParamDetector, ParamModel
+from client.detection import KeyModel, open_key_model
+from client.formats import HDFS_FORMAT
+from client.log_anomaly import LogAnomalyModel, open_log_anomaly
+from client.param_detection import ParamDetector, ParamModel, open_param_model
 from client.parsing import LogFormat, LogParser
+from client.training import session_keys
 from client.triton_client import TritonClient
 from export.publish import KeyModelMeta, ParamModelMeta
 from export.specs import (
+    ALL_SPECS,
     ASGNET,
     ASGNET_GNET,
     ASGNET_SNET,
     ASGNET_TOKENIZER,
     ASGNET_VNET,
+    DEEPLOG_KEYS,
+    DEEPLOG_PARAMS,
+    DEEPLOG_PARAMS_TORCHSCRIPT,
     LOG_ANOMALY,
 )
 from export.windows import session_windows
@@ -38,6 +46,81 @@ class Workload:
     model: str
     samples: list[Sample]
     batches: tuple[int, ...]
+
+    def requests(self, batch: int) -> list[Sample]:
+        """Whole requests of ``batch`` samples each (a model without batching takes each sample
+        as a request), covering the samples once, in order."""
+        spec = next(s for s in ALL_SPECS if s.name == self.model)
+        if spec.max_batch_size == 0:
+            if batch != 1:
+                raise ValueError(f"{self.model} takes no batch: one request is one sample")
+            return list(self.samples)
+        if not 1 <= batch <= spec.max_batch_size:
+            raise ValueError(f"{self.model} takes batches of 1 to {spec.max_batch_size}")
+        starts = range(0, max(len(self.samples) - batch, 0) + 1, batch)
+        return [
+            {
+                name: np.stack([s[name] for s in self.samples[i : i + batch]])
+                for name in self.samples[0]
+            }
+            for i in starts
+        ]
+
+
+@dataclass(frozen=True)
+class ServedClients:
+    """The client's models on a running server, and the sessions of the log they were read from."""
+
+    keys: KeyModel
+    params: ParamModel
+    diagnose: LogAnomalyModel
+    sessions: list[list[int]]
+
+
+def open_clients(triton: TritonClient, repository: Path, lines: Sequence[bytes]) -> ServedClients:
+    """Load every model (asgnet too, which log_anomaly does not load) and parse ``lines``."""
+    keys = open_key_model(triton, repository)
+    params = open_param_model(triton, repository)
+    diagnose = open_log_anomaly(triton, keys, repository)
+    triton.load_model(ASGNET.name)
+    sessions = list(session_keys(lines, keys.meta.vocabulary).values())
+    return ServedClients(keys, params, diagnose, sessions)
+
+
+def every_workload(
+    triton: TritonClient, clients: ServedClients, lines: Sequence[bytes], rng: np.random.Generator
+) -> list[Workload]:
+    """The requests for every served model and both ensembles, from ``lines`` (HDFS)."""
+    return [
+        key_workload(DEEPLOG_KEYS.name, clients.keys.meta, clients.sessions, rng),
+        param_workload(clients.params.meta, lines, HDFS_FORMAT, rng),
+        *asgnet_workloads(triton, clients.diagnose, clients.sessions, rng),
+    ]
+
+
+def workload_for(
+    triton: TritonClient,
+    repository: Path,
+    model: str,
+    lines: Sequence[bytes],
+    rng: np.random.Generator,
+) -> Workload:
+    """The requests for ``model`` alone, opening only the client models it needs (a server
+    that serves only DeepLog can be loaded with DeepLog requests)."""
+    if model in (DEEPLOG_PARAMS.name, DEEPLOG_PARAMS_TORCHSCRIPT.name):
+        params = open_param_model(triton, repository, model)
+        return param_workload(params.meta, lines, HDFS_FORMAT, rng)
+    keys = open_key_model(triton, repository)
+    sessions = list(session_keys(lines, keys.meta.vocabulary).values())
+    if model == DEEPLOG_KEYS.name:
+        return key_workload(model, keys.meta, sessions, rng)
+    if model == ASGNET.name:
+        triton.load_model(ASGNET.name)  # log_anomaly loads its parts, not this ensemble
+    diagnose = open_log_anomaly(triton, keys, repository)
+    workloads = {w.model: w for w in asgnet_workloads(triton, diagnose, sessions, rng)}
+    if model not in workloads:
+        raise ValueError(f"no requests for {model!r}; models: {', '.join(sorted(workloads))}")
+    return workloads[model]
 
 
 def all_windows(

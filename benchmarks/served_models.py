@@ -17,6 +17,7 @@ from tritonclient.grpc import model_config_pb2
 
 from client.demo import DemoConfig, train_demo_models
 from client.workload import WorkloadConfig, generate_workload
+from export.repository import write_config
 from export.specs import (
     ASGNET_GNET,
     ASGNET_SNET,
@@ -71,17 +72,20 @@ def generated_log(blocks: int, seed: int) -> list[bytes]:
     return generate_workload(WorkloadConfig(blocks, 0.05, seed)).lines
 
 
-def use_gpu(repository: Path, tensorrt_fp16: bool = False) -> None:
-    """Put the GPU-capable models on KIND_GPU (CUDA execution provider, or TensorRT with FP16
-    for the ONNX models when asked), in the benchmark's copy of the configs only."""
+def place_models(repository: Path, device: str, tensorrt_fp16: bool = False) -> None:
+    """Write the benchmark copy's configs for ``device``: as exported for "cpu" (the server
+    decides, CPU here), or the GPU-capable models on KIND_GPU for "gpu" (CUDA execution
+    provider, or TensorRT with FP16 for the ONNX models when asked). Written every run, so a
+    GPU run does not leave its settings to the next CPU run."""
     for spec in GPU_MODELS:
-        path = repository / spec.name / "config.pbtxt"
+        path = write_config(repository, spec)
+        if device != "gpu":
+            continue
         config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-        del config.instance_group[:]
         config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_GPU, count=1)
         if tensorrt_fp16 and spec in ONNX_GPU_MODELS:
-            accelerators = config.optimization.execution_accelerators
-            del accelerators.gpu_execution_accelerator[:]
-            trt = accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+                name="tensorrt"
+            )
             trt.parameters["precision_mode"] = "FP16"
         path.write_text(text_format.MessageToString(config))

@@ -8,7 +8,7 @@ model) are raised at once as InferenceError.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,17 +105,12 @@ class TritonClient:
         version: int | None = None,
     ) -> InferResult:
         """One request; ``version`` pins it, so the answer comes from that version or not at all."""
-        tensors = []
-        for name, array in inputs.items():
-            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         result = self._call(
             f"infer {model}",
             self._client.infer,
             model,
-            tensors,
+            _tensors(inputs),
             model_version="" if version is None else str(version),
             outputs=requested,
             client_timeout=self.timeout_s,
@@ -124,6 +119,27 @@ class TritonClient:
         if version is not None and answered != str(version):
             raise VersionMismatch(f"asked {model} v{version}, answered by v{answered}")
         return InferResult({n: result.as_numpy(n) for n in outputs}, answered)
+
+    def start_infer(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        on_done: Callable[[str | None], None],
+    ) -> None:
+        """Send one request and return at once; ``on_done`` gets None or the error, on a gRPC
+        thread. Never retried: the load test counts failures instead of hiding them."""
+
+        def answered(result: object, error: InferenceServerException | None) -> None:
+            on_done(None if error is None else f"{error.status()}: {error.message()}")
+
+        self._client.async_infer(
+            model,
+            _tensors(inputs),
+            callback=answered,
+            outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
+            client_timeout=self.timeout_s,
+        )
 
     def infer_parts(
         self,
@@ -174,3 +190,12 @@ class TritonClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _tensors(inputs: Mapping[str, np.ndarray]) -> list[grpcclient.InferInput]:
+    tensors = []
+    for name, array in inputs.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors

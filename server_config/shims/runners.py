@@ -6,7 +6,7 @@ Unit-tested directly; ``adapter.py`` is the only place that talks to ``pb_utils`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +41,8 @@ class ShimConfig:
     batched: bool
     gpu_device: int | None
     parameters: dict[str, str]
+    # optimization.execution_accelerators.gpu_execution_accelerator, name -> its parameters
+    gpu_accelerators: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def int_parameter(self, *keys: str, default: int = 0) -> int:
         for key in keys:
@@ -69,7 +71,53 @@ def shim_config(args: dict[str, str], default_filename: str) -> ShimConfig:
         batched=int(config.get("max_batch_size", 0)) > 0,
         gpu_device=int(args.get("model_instance_device_id", 0)) if gpu else None,
         parameters={k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()},
+        gpu_accelerators={
+            a["name"]: dict(a.get("parameters", {}))
+            for a in config.get("optimization", {})
+            .get("execution_accelerators", {})
+            .get("gpu_execution_accelerator", [])
+        },
     )
+
+
+# Triton's onnxruntime backend reads these TensorRT settings from the accelerator's parameters;
+# the same names mean the same here.
+TENSORRT_PRECISIONS = {"FP32": {}, "FP16": {"trt_fp16_enable": True}}
+TENSORRT_OPTIONS = {
+    "max_workspace_size_bytes": ("trt_max_workspace_size", int),
+    "trt_engine_cache_enable": ("trt_engine_cache_enable", lambda v: v.lower() == "true"),
+    "trt_engine_cache_path": ("trt_engine_cache_path", str),
+}
+
+
+def onnx_providers(config: ShimConfig) -> list[Any]:
+    """ONNX Runtime's providers for an instance, best first: the CPU provider on a CPU
+    instance; CUDA on a GPU instance, behind TensorRT when the config's GPU accelerator names
+    it (precision_mode FP32 or FP16). CPU stays last for the operators the others lack."""
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if config.gpu_device is None:
+        return providers
+    device = {"device_id": config.gpu_device}
+    providers.insert(0, ("CUDAExecutionProvider", device))
+    for name, parameters in config.gpu_accelerators.items():
+        if name != "tensorrt":
+            raise ValueError(f"{config.model_name}: GPU accelerator {name!r} is not supported")
+        options: dict[str, Any] = dict(device)
+        for key, value in parameters.items():
+            if key == "precision_mode":
+                if value not in TENSORRT_PRECISIONS:
+                    raise ValueError(
+                        f"{config.model_name}: TensorRT precision_mode {value!r}; "
+                        f"supported: {', '.join(TENSORRT_PRECISIONS)}"
+                    )
+                options.update(TENSORRT_PRECISIONS[value])
+            elif key in TENSORRT_OPTIONS:
+                option, parse = TENSORRT_OPTIONS[key]
+                options[option] = parse(value)
+            else:
+                raise ValueError(f"{config.model_name}: unknown TensorRT parameter {key!r}")
+        providers.insert(0, ("TensorrtExecutionProvider", options))
+    return providers
 
 
 class Runner(Protocol):
@@ -77,7 +125,7 @@ class Runner(Protocol):
 
 
 class OnnxRunner:
-    """An ONNX Runtime session: CUDA on a GPU instance, a set thread count on CPU."""
+    """An ONNX Runtime session: CUDA (or TensorRT) on a GPU instance, set threads on CPU."""
 
     def __init__(self, config: ShimConfig) -> None:
         import onnxruntime as ort
@@ -86,10 +134,9 @@ class OnnxRunner:
         options.intra_op_num_threads = config.int_parameter("intra_op_thread_count")
         options.inter_op_num_threads = config.int_parameter("inter_op_thread_count")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers: list[Any] = ["CPUExecutionProvider"]
-        if config.gpu_device is not None:
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": config.gpu_device}))
-        self.session = ort.InferenceSession(str(config.model_file), options, providers=providers)
+        self.session = ort.InferenceSession(
+            str(config.model_file), options, providers=onnx_providers(config)
+        )
         self.output_names = [t.name for t in config.outputs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

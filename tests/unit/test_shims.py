@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from server_config.shims.runners import run_batched, shim_config
+from server_config.shims.runners import onnx_providers, run_batched, shim_config
 
 
 def _args(tmp_path, **config):
@@ -42,6 +42,52 @@ def test_a_gpu_instance_names_its_device(tmp_path):
     args = _args(tmp_path)
     args.update(model_instance_kind="GPU", model_instance_device_id="3")
     assert shim_config(args, "model.onnx").gpu_device == 3
+
+
+def _gpu(tmp_path, **config):
+    args = _args(tmp_path, **config)
+    args.update(model_instance_kind="GPU", model_instance_device_id="1")
+    return shim_config(args, "model.onnx")
+
+
+def _tensorrt(**parameters):
+    accelerator = {"name": "tensorrt", "parameters": parameters}
+    return {
+        "optimization": {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
+    }
+
+
+def test_onnx_runs_on_the_cpu_provider_on_a_cpu_instance_whatever_the_accelerator(tmp_path):
+    config = shim_config(_args(tmp_path, **_tensorrt(precision_mode="FP16")), "model.onnx")
+    assert onnx_providers(config) == ["CPUExecutionProvider"]
+
+
+def test_onnx_runs_on_cuda_on_a_gpu_instance(tmp_path):
+    assert onnx_providers(_gpu(tmp_path)) == [
+        ("CUDAExecutionProvider", {"device_id": 1}),
+        "CPUExecutionProvider",
+    ]
+
+
+def test_the_tensorrt_accelerator_in_fp16_goes_first_with_cuda_behind_it(tmp_path):
+    config = _gpu(tmp_path, **_tensorrt(precision_mode="FP16", trt_engine_cache_enable="true"))
+    assert onnx_providers(config) == [
+        (
+            "TensorrtExecutionProvider",
+            {"device_id": 1, "trt_fp16_enable": True, "trt_engine_cache_enable": True},
+        ),
+        ("CUDAExecutionProvider", {"device_id": 1}),
+        "CPUExecutionProvider",
+    ]
+
+
+@pytest.mark.parametrize(
+    "parameters, message",
+    [({"precision_mode": "INT8"}, "precision_mode 'INT8'"), ({"nope": "1"}, "parameter 'nope'")],
+)
+def test_tensorrt_settings_it_cannot_honour_are_clear_errors(tmp_path, parameters, message):
+    with pytest.raises(ValueError, match=message):
+        onnx_providers(_gpu(tmp_path, **_tensorrt(**parameters)))
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path):
