@@ -124,6 +124,18 @@ class Runner(Protocol):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+def check_providers(config: ShimConfig, providers: list[Any], available: list[str]) -> None:
+    """Refuse a provider this onnxruntime build lacks: ONNX Runtime would fall back to the CPU
+    with only a warning, and a "GPU" model would quietly run (and be measured) on the CPU."""
+    missing = [p if isinstance(p, str) else p[0] for p in providers]
+    missing = [name for name in missing if name not in available]
+    if missing:
+        raise RuntimeError(
+            f"{config.model_name}: {', '.join(missing)} not in this onnxruntime build "
+            f"(available: {', '.join(available)}); a GPU instance needs onnxruntime-gpu"
+        )
+
+
 class OnnxRunner:
     """An ONNX Runtime session: CUDA (or TensorRT) on a GPU instance, set threads on CPU."""
 
@@ -134,9 +146,9 @@ class OnnxRunner:
         options.intra_op_num_threads = config.int_parameter("intra_op_thread_count")
         options.inter_op_num_threads = config.int_parameter("inter_op_thread_count")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(config.model_file), options, providers=onnx_providers(config)
-        )
+        providers = onnx_providers(config)
+        check_providers(config, providers, ort.get_available_providers())
+        self.session = ort.InferenceSession(str(config.model_file), options, providers=providers)
         self.output_names = [t.name for t in config.outputs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

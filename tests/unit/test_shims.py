@@ -5,7 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from server_config.shims.runners import onnx_providers, run_batched, shim_config
+from server_config.shims.runners import (
+    check_providers,
+    onnx_providers,
+    run_batched,
+    shim_config,
+)
 
 
 def _args(tmp_path, **config):
@@ -88,6 +93,15 @@ def test_the_tensorrt_accelerator_in_fp16_goes_first_with_cuda_behind_it(tmp_pat
 def test_tensorrt_settings_it_cannot_honour_are_clear_errors(tmp_path, parameters, message):
     with pytest.raises(ValueError, match=message):
         onnx_providers(_gpu(tmp_path, **_tensorrt(**parameters)))
+
+
+def test_a_gpu_instance_on_an_onnxruntime_without_cuda_is_refused_not_run_on_the_cpu(tmp_path):
+    config = _gpu(tmp_path)
+    with pytest.raises(RuntimeError, match="CUDAExecutionProvider not in this onnxruntime"):
+        check_providers(config, onnx_providers(config), ["CPUExecutionProvider"])
+    check_providers(
+        config, onnx_providers(config), ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path):
