@@ -117,7 +117,7 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
 def _device(config: BenchConfig) -> str:
     if config.device != "gpu":
         return "CPU (ONNX Runtime CPU provider, TorchScript on CPU)"
-    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "GPU (no torch CUDA)"
+    name = report.gpu_name()
     provider = "TensorRT FP16" if config.tensorrt_fp16 else "CUDA execution provider"
     return f"{name} ({provider})"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +20,22 @@ from benchmarks.perf_analyzer import PerfPoint
 def machine(device: str) -> str:
     cpus = os.cpu_count() or 0
     return f"{platform.machine()}, {platform.system()}, {cpus} CPUs; models on {device}"
+
+
+def gpu_name() -> str:
+    """The first GPU's name as the driver reports it (the server's models run there, whatever
+    torch build this process has)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "GPU (nvidia-smi did not answer)"
+    return out.splitlines()[0].strip() if out.strip() else "GPU (none listed)"
 
 
 def write_csv(path: Path, rows: list) -> Path:
