@@ -179,6 +179,7 @@ class Bucket:
 
 
 def _ms(latencies: list[float], q: float) -> float:
+    """The q-th percentile in ms (q=100: the maximum); nan when there is nothing to rank."""
     return float(np.percentile(latencies, q)) * 1e3 if latencies else math.nan
 
 
@@ -217,7 +218,7 @@ def time_series(
                 p50_ms=_ms(ok, 50),
                 p90_ms=_ms(ok, 90),
                 p99_ms=_ms(ok, 99),
-                max_ms=max(ok) * 1e3 if ok else math.nan,
+                max_ms=_ms(ok, 100),
                 server_mib=m.server_bytes / 2**20 if m else math.nan,
                 backends_mib=m.backends_bytes / 2**20 if m else math.nan,
             )
@@ -261,7 +262,7 @@ def summarise(
             "p90": _ms(ok, 90),
             "p95": _ms(ok, 95),
             "p99": _ms(ok, 99),
-            "max": max(ok) * 1e3 if ok else math.nan,
+            "max": _ms(ok, 100),
         },
         max_send_lag_ms=max(lags) * 1e3 if lags else 0.0,
         memory_start=memory[0][1] if memory else None,

@@ -127,8 +127,8 @@ class Runner(Protocol):
 def check_providers(config: ShimConfig, providers: list[Any], available: list[str]) -> None:
     """Refuse a provider this onnxruntime build lacks: ONNX Runtime would fall back to the CPU
     with only a warning, and a "GPU" model would quietly run (and be measured) on the CPU."""
-    missing = [p if isinstance(p, str) else p[0] for p in providers]
-    missing = [name for name in missing if name not in available]
+    names = [p if isinstance(p, str) else p[0] for p in providers]  # str or (name, options)
+    missing = [name for name in names if name not in available]
     if missing:
         raise RuntimeError(
             f"{config.model_name}: {', '.join(missing)} not in this onnxruntime build "
