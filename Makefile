@@ -12,7 +12,7 @@ REPO   ?= model_repository
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup bench-setup demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback clean
+.PHONY: help setup bench-setup bench-follow demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -24,6 +24,8 @@ help:
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
 	@echo "make bench       perf_analyzer sweep of every model and ensemble, end to end, side by side,"
 	@echo "                 parser vs Drain3; writes benchmarks/reports/ (about 10 min on 2 cores)"
+	@echo "make bench-follow detect --follow on 2M lines per path: lines/s, memory, alert latency,"
+	@echo "                 SIGKILL and resume, server restart; benchmarks/reports/follow.md"
 	@echo "make loadtest    a sustained request rate against Triton for 2 min: achieved rate, errors,"
 	@echo "                 latency over time, server memory; LOADTEST_ARGS=\"--rate 200 --duration 60\""
 	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
@@ -31,9 +33,9 @@ help:
 $(STAMP): pyproject.toml
 	@echo ">> creating $(VENV) and installing pinned dependencies (first run only)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]" > $(VENV)/pip.log 2>&1 \
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,server,dev]" > $(VENV)/pip.log 2>&1 \
 		|| { grep -v "is ignored: it is neither" $(VENV)/pip.log | tail -30; exit 1; }
-	$(PY) -c "import torch, onnxruntime, tritonclient.grpc, pytriton"
+	$(PY) -c "import torch, onnxruntime, tritonclient.grpc, pytriton, prometheus_client"
 	touch $@
 
 setup: $(STAMP)
@@ -44,7 +46,7 @@ $(BENCH_STAMP): $(STAMP)
 	@ldconfig -p | grep -q libb64.so.0d || { \
 		echo ">> installing Debian's libb64-0d for perf_analyzer"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libb64-0d; }
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev,bench]" > $(VENV)/pip-bench.log 2>&1 \
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[train,server,dev,bench]" > $(VENV)/pip-bench.log 2>&1 \
 		|| { grep -v "is ignored: it is neither" $(VENV)/pip-bench.log | tail -30; exit 1; }
 	$(PY) -c "from benchmarks.perf_analyzer import check; check()"
 	touch $@
@@ -53,6 +55,11 @@ bench-setup: $(BENCH_STAMP)
 
 bench: bench-setup
 	$(PY) -m benchmarks bench
+
+# The always-on client as a process of its own: 2M lines followed per path, alert latency,
+# SIGKILL-and-resume and a server restart (about 25 min on 2 cores).
+bench-follow: setup
+	$(PY) -m benchmarks follow $(FOLLOW_ARGS)
 
 # Against a server of its own unless LOADTEST_ARGS names one (--url 127.0.0.1:8001 --repository ..).
 loadtest: setup
@@ -79,17 +86,17 @@ serve: setup
 	$(PY) -m server_config serve --repository $(REPO)
 
 eval-hdfs: setup
-	$(PY) -m client evaluate-hdfs
+	$(PY) -m benchmarks evaluate-hdfs
 
 eval-params: setup
-	$(PY) -m client evaluate-params
+	$(PY) -m benchmarks evaluate-params
 
 eval-asgnet: setup
-	$(PY) -m client evaluate-asgnet
+	$(PY) -m benchmarks evaluate-asgnet
 
 eval-feedback: setup
-	$(PY) -m client evaluate-feedback
-	$(PY) -m client evaluate-asgnet-feedback
+	$(PY) -m benchmarks evaluate-feedback
+	$(PY) -m benchmarks evaluate-asgnet-feedback
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,4 +1,6 @@
-"""python -m benchmarks bench|loadtest [options]"""
+"""``python -m benchmarks <command>``: the benchmarks (bench, loadtest, follow) and the
+evaluations (evaluate-hdfs, evaluate-params, evaluate-asgnet, evaluate-feedback,
+evaluate-asgnet-feedback), each writing its report. Dispatch is a table."""
 
 from __future__ import annotations
 
@@ -8,12 +10,125 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.bench import BenchConfig, run_bench
+from benchmarks.follow import FollowBenchConfig as FollowDefaults
 from benchmarks.loadtest import LoadConfig, run_loadtest
 from client.triton_client import InferenceError, ServerUnavailable
+from export.hdfs_data import DataMissing
 from server_config.launcher import ServerStartError
 
 
-def main(argv: list[str] | None = None) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
+    config = BenchConfig(device=args.device, tensorrt_fp16=args.tensorrt_fp16)
+    if args.quick:
+        config = replace(
+            config,
+            quick=True,
+            measurement_ms=500,
+            hdfs_copies=2,
+            generated_blocks=300,
+            loop_windows=200,
+        )
+    run_bench(config)
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    try:
+        config = LoadConfig(
+            model=args.model,
+            rate=args.rate,
+            duration_s=args.duration,
+            batch=args.batch,
+            max_requests=args.max_requests,
+            max_in_flight=args.max_in_flight,
+            timeout_s=args.timeout,
+            bucket_s=args.interval,
+            device=args.device,
+            url=args.url,
+            repository=args.repository,
+            server_pid=args.server_pid,
+        )
+    except ValueError as exc:
+        print(f"python -m benchmarks loadtest: error: {exc}", file=sys.stderr)
+        return 2
+    result = run_loadtest(config, name=args.report)
+    print(
+        f"achieved {result.achieved_per_s:,.1f} of {config.rate:g} requests/s; "
+        f"errors {sum(result.errors.values()):,}; p99 {result.latency_ms['p99']:.1f} ms; "
+        f"report: benchmarks/reports/{args.report}.md"
+    )
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    from benchmarks.follow import FollowBenchConfig, run_follow_bench
+
+    config = FollowBenchConfig(lines=args.lines, latency_s=args.latency_seconds)
+    run_follow_bench(config)
+    print(Path("benchmarks/reports/follow.md").read_text())
+    return 0
+
+
+def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.hdfs import VARIANTS, evaluate_hdfs, write_report
+
+    results = {}
+    for label, variant in VARIANTS.items():
+        config = replace(variant, epochs=args.epochs, end_marker=not args.no_end_marker)
+        print(f"== {label}", flush=True)
+        results[label] = (config, evaluate_hdfs(args.repository, config, args.data))
+    write_report(results, args.report, "make eval-hdfs")
+    print(args.report.read_text())
+    return 0
+
+
+def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.feedback import (
+        FeedbackEvalConfig,
+        evaluate_feedback,
+        write_feedback_report,
+    )
+
+    config = FeedbackEvalConfig(share_fed_back=args.share, epochs=args.epochs)
+    result = evaluate_feedback(args.workdir, config, args.data)
+    write_feedback_report(result, config, args.report, "make eval-feedback")
+    print(args.report.read_text())
+    return 0
+
+
+def cmd_evaluate_asgnet_feedback(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.asgnet_feedback import (
+        AsgnetFeedbackConfig,
+        evaluate_asgnet_feedback,
+        write_asgnet_feedback_report,
+    )
+
+    config = AsgnetFeedbackConfig(share_fed_back=args.share)
+    result = evaluate_asgnet_feedback(args.workdir, config, args.data)
+    write_asgnet_feedback_report(result, config, args.report, "make eval-feedback")
+    print(args.report.read_text())
+    return 0
+
+
+def cmd_evaluate_params(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.params import main_evaluation
+    from export.deeplog_params import ParamModelConfig
+
+    config = ParamModelConfig(epochs=args.epochs, confidence=args.confidence)
+    main_evaluation(args.repository, args.data, args.report, config)
+    print(args.report.read_text())
+    return 0
+
+
+def cmd_evaluate_asgnet(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.asgnet import main_evaluation
+
+    main_evaluation(args.datasets, args.data, args.report, encoder_folder=args.encoder)
+    print(args.report.read_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="perf_analyzer sweep, end to end, side by side")
@@ -45,49 +160,87 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument(
         "--report", default="loadtest", help="benchmarks/reports/REPORT.md, .csv, .png"
     )
-    args = parser.parse_args(argv)
+    follow = commands.add_parser(
+        "follow",
+        help="detect --follow as a process of its own: lines/s, memory, alert latency, "
+        "SIGKILL and server restarts",
+    )
+    defaults = FollowDefaults()
+    follow.add_argument("--lines", type=int, default=defaults.lines)
+    follow.add_argument("--latency-seconds", type=float, default=defaults.latency_s)
 
-    if args.command == "bench":
-        config = BenchConfig(device=args.device, tensorrt_fp16=args.tensorrt_fp16)
-        if args.quick:
-            config = replace(
-                config,
-                quick=True,
-                measurement_ms=500,
-                hdfs_copies=2,
-                generated_blocks=300,
-                loop_windows=200,
-            )
-        run_bench(config)
-    elif args.command == "loadtest":
-        try:
-            config = LoadConfig(
-                model=args.model,
-                rate=args.rate,
-                duration_s=args.duration,
-                batch=args.batch,
-                max_requests=args.max_requests,
-                max_in_flight=args.max_in_flight,
-                timeout_s=args.timeout,
-                bucket_s=args.interval,
-                device=args.device,
-                url=args.url,
-                repository=args.repository,
-                server_pid=args.server_pid,
-            )
-        except ValueError as exc:
-            parser.error(str(exc))
-        try:
-            result = run_loadtest(config, name=args.report)
-        except (ServerUnavailable, InferenceError, ServerStartError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print(
-            f"achieved {result.achieved_per_s:,.1f} of {config.rate:g} requests/s; "
-            f"errors {sum(result.errors.values()):,}; p99 {result.latency_ms['p99']:.1f} ms; "
-            f"report: benchmarks/reports/{args.report}.md"
-        )
-    return 0
+    ev = commands.add_parser("evaluate-hdfs", help="DeepLog on ../shared/data/hdfs through Triton")
+    ev.add_argument("--repository", type=Path, default=Path("build/hdfs_eval/model_repository"))
+    ev.add_argument("--data", type=Path, default=None, help="folder holding hdfs/ (../shared/data)")
+    ev.add_argument("--epochs", type=int, default=30)
+    ev.add_argument("--no-end-marker", action="store_true", help="train without the END key")
+    ev.add_argument("--report", type=Path, default=Path("reports/hdfs_deeplog.md"))
+
+    evf = commands.add_parser(
+        "evaluate-feedback", help="HDFS false positives fed back: retrain, before and after"
+    )
+    evf.add_argument("--workdir", type=Path, default=Path("build/feedback_eval"))
+    evf.add_argument("--data", type=Path, default=None, help="folder holding hdfs/")
+    evf.add_argument("--epochs", type=int, default=30, help="of the base model")
+    evf.add_argument("--share", type=float, default=0.5, help="of the false positives fed back")
+    evf.add_argument("--report", type=Path, default=Path("reports/feedback_hdfs.md"))
+
+    eaf = commands.add_parser(
+        "evaluate-asgnet-feedback",
+        help="BGL: wrong ASGNet diagnoses fed back, fine-tune, before/after through Triton",
+    )
+    eaf.add_argument("--workdir", type=Path, default=Path("build/asgnet_feedback_eval"))
+    eaf.add_argument(
+        "--data", type=Path, default=None, help="folder holding loghub/ (../shared/data)"
+    )
+    eaf.add_argument("--share", type=float, default=0.5, help="of the wrong diagnoses fed back")
+    eaf.add_argument("--report", type=Path, default=Path("reports/feedback_asgnet_bgl.md"))
+
+    evp = commands.add_parser(
+        "evaluate-params", help="parameter-value model vs injected performance anomalies"
+    )
+    evp.add_argument("--repository", type=Path, default=Path("build/param_eval/model_repository"))
+    evp.add_argument("--data", type=Path, default=Path("../shared/data"))
+    evp.add_argument("--epochs", type=int, default=40)
+    evp.add_argument("--confidence", type=float, default=0.99)
+    evp.add_argument("--report", type=Path, default=Path("reports/deeplog_params.md"))
+
+    eva = commands.add_parser(
+        "evaluate-asgnet", help="ASGNet and its ablation on HDFS sessions and BGL windows"
+    )
+    eva.add_argument("--data", type=Path, default=None, help="../shared/data by default")
+    eva.add_argument("--datasets", nargs="+", choices=["hdfs", "bgl"], default=["hdfs", "bgl"])
+    eva.add_argument("--report", type=Path, default=Path("reports/asgnet.md"))
+    eva.add_argument(
+        "--encoder",
+        type=Path,
+        default=None,
+        help="local RoBERTa checkpoint folder (save_pretrained output) to fine-tune; "
+        "default: pre-train one on the log text by MLM",
+    )
+
+    return parser
+
+
+COMMANDS = {
+    "bench": cmd_bench,
+    "loadtest": cmd_loadtest,
+    "follow": cmd_follow,
+    "evaluate-hdfs": cmd_evaluate_hdfs,
+    "evaluate-feedback": cmd_evaluate_feedback,
+    "evaluate-asgnet-feedback": cmd_evaluate_asgnet_feedback,
+    "evaluate-params": cmd_evaluate_params,
+    "evaluate-asgnet": cmd_evaluate_asgnet,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ServerUnavailable, InferenceError, ServerStartError, DataMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from benchmarks.process_memory import Memory, listening_pid, memory_of
 from benchmarks.requests import workload_for
 from benchmarks.served_models import bench_models, generated_log, place_models
 from client.triton_client import TritonClient
-from export.specs import ALL_SPECS, LOG_ANOMALY
+from export.contract.specs import ALL_SPECS, LOG_ANOMALY
 from server_config.launcher import TritonServer
 
 REPORTS = Path("benchmarks/reports")

@@ -17,12 +17,12 @@ import numpy as np
 from client.detection import KeyModel, open_key_model
 from client.formats import HDFS_FORMAT
 from client.log_anomaly import LogAnomalyModel, open_log_anomaly
+from client.ops.training import session_keys
 from client.param_detection import ParamDetector, ParamModel, open_param_model
 from client.parsing import LogFormat, LogParser
-from client.training import session_keys
 from client.triton_client import TritonClient
-from export.publish import KeyModelMeta, ParamModelMeta
-from export.specs import (
+from export.contract.metas import KeyModelMeta, ParamModelMeta
+from export.contract.specs import (
     ALL_SPECS,
     ASGNET,
     ASGNET_GNET,
@@ -34,7 +34,7 @@ from export.specs import (
     DEEPLOG_PARAMS_TORCHSCRIPT,
     LOG_ANOMALY,
 )
-from export.windows import session_windows
+from export.contract.windows import session_windows
 
 Sample = dict[str, np.ndarray]
 
@@ -79,9 +79,9 @@ class ServedClients:
 
 def open_clients(triton: TritonClient, repository: Path, lines: Sequence[bytes]) -> ServedClients:
     """Load every model (asgnet too, which log_anomaly does not load) and parse ``lines``."""
-    keys = open_key_model(triton, repository)
-    params = open_param_model(triton, repository)
-    diagnose = open_log_anomaly(triton, keys, repository)
+    keys = open_key_model(triton)
+    params = open_param_model(triton)
+    diagnose = open_log_anomaly(triton, keys)
     triton.load_model(ASGNET.name)
     sessions = list(session_keys(lines, keys.meta.vocabulary).values())
     return ServedClients(keys, params, diagnose, sessions)
@@ -108,15 +108,15 @@ def workload_for(
     """The requests for ``model`` alone, opening only the client models it needs (a server
     that serves only DeepLog can be loaded with DeepLog requests)."""
     if model in (DEEPLOG_PARAMS.name, DEEPLOG_PARAMS_TORCHSCRIPT.name):
-        params = open_param_model(triton, repository, model)
+        params = open_param_model(triton, model)
         return param_workload(params.meta, lines, HDFS_FORMAT, rng)
-    keys = open_key_model(triton, repository)
+    keys = open_key_model(triton)
     sessions = list(session_keys(lines, keys.meta.vocabulary).values())
     if model == DEEPLOG_KEYS.name:
         return key_workload(model, keys.meta, sessions, rng)
     if model == ASGNET.name:
         triton.load_model(ASGNET.name)  # log_anomaly loads its parts, not this ensemble
-    diagnose = open_log_anomaly(triton, keys, repository)
+    diagnose = open_log_anomaly(triton, keys)
     workloads = {w.model: w for w in asgnet_workloads(triton, diagnose, sessions, rng)}
     if model not in workloads:
         raise ValueError(f"no requests for {model!r}; models: {', '.join(sorted(workloads))}")

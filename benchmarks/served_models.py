@@ -15,10 +15,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from client.demo import DemoConfig, train_demo_models
-from client.workload import WorkloadConfig, generate_workload
-from export.repository import write_config
-from export.specs import (
+from client.ops.demo import DemoConfig, train_demo_models
+from client.ops.workload import WorkloadConfig, generate_workload
+from export.contract.specs import (
     ASGNET_GNET,
     ASGNET_SNET,
     ASGNET_VNET,
@@ -26,6 +25,7 @@ from export.specs import (
     DEEPLOG_PARAMS,
     DEEPLOG_PARAMS_TORCHSCRIPT,
 )
+from export.repository import write_config
 
 BENCH_DIR = Path("build/bench")
 # The models with a GPU build (the tokenizer is Python code and stays on the CPU).

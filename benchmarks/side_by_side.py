@@ -21,9 +21,9 @@ import onnxruntime as ort
 import torch
 
 from client.detection import KeyModel
+from export.contract.specs import DEEPLOG_KEYS
 from export.deeplog_keys import KeyModelServing
 from export.publish import KeyVersion
-from export.specs import DEEPLOG_KEYS
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,34 @@
-"""Alerts as JSON lines: what happened, where, and what the model expected instead."""
+"""What detection emits: alerts (one kind per check) and a verdict for each checked session.
+
+Each alert says which check fired, where, and what the model expected instead; its JSON form
+carries everything, with a stable id (the same alert from the same model version always gets
+the same id, so a replay after a restart is recognised and not emitted twice). Stored alerts
+are read back into these same types (``alert_from_json``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
 
-from export.vocab import UNKNOWN, KeyVocabulary
+from client.sessions import CloseCause
+from export.contract.vocab import UNKNOWN, KeyVocabulary
+
+
+class Check(str, Enum):
+    """Which detector fired."""
+
+    LOG_KEY = "log_key"  # DeepLog's key model: unknown key, or not among the g likeliest
+    PARAMETER_VALUE = "parameter_value"  # DeepLog's parameter-value model: a value out of bounds
+    DIAGNOSIS = "diagnosis"  # ASGNet: the session is of an anomaly class
+
+
+class KeyReason(str, Enum):
+    UNKNOWN_KEY = "unknown_key"  # a template never seen in training
+    NOT_IN_TOP_G = "not_in_top_g"  # the key model did not expect it
 
 
 @dataclass(frozen=True)
@@ -17,20 +40,17 @@ class KeyRef:
 
 
 @dataclass(frozen=True)
-class Alert:
+class KeyAlert:
     session: str
     position: int  # 0-based position of the key in its session (== session length for END)
     line: int | None  # raw line number in the stream, None for the session's end
-    check: str  # which detector fired: "log_key"
-    reason: str  # "unknown_key" or "not_in_top_g"
+    reason: KeyReason
     actual: KeyRef
     rank: int  # how many keys the model found likelier than the actual one (0 = its top pick)
     expected: tuple[KeyRef, ...]
     model: str
     model_version: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+    check: Check = field(default=Check.LOG_KEY, init=False)
 
     def headline(self, shown: int = 3) -> str:
         """One line for a terminal; the JSON form carries everything."""
@@ -40,9 +60,32 @@ class Alert:
             for ref in self.expected[:shown]
         )
         return (
-            f"{self.session} key #{self.position} ({where}): {self.reason} "
+            f"{self.session} key #{self.position} ({where}): {self.reason.value} "
             f"{self.actual.name} '{self.actual.template}' ({self.rank} keys likelier); "
             f"expected {expected}, ..."
+        )
+
+
+@dataclass(frozen=True)
+class ParamAlert:
+    session: str
+    line: int | None
+    key: KeyRef
+    dimension: str  # which value deviated, e.g. "gap_s" or "time#5"
+    value: float  # what the entry had (seconds for the gap)
+    predicted: float  # what the model expected
+    accepted_low: float  # the version's Gaussian bound for this key and dimension, as a range
+    accepted_high: float
+    model: str
+    model_version: int
+    check: Check = field(default=Check.PARAMETER_VALUE, init=False)
+
+    def headline(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "?"
+        return (
+            f"{self.session} ({where}): {self.key.name} '{self.key.template}' {self.dimension}="
+            f"{self.value:.6g}, predicted {self.predicted:.6g}, accepted "
+            f"[{self.accepted_low:.6g}, {self.accepted_high:.6g}]"
         )
 
 
@@ -61,17 +104,14 @@ class DiagnosisAlert:
     """ASGNet judged the whole session abnormal, and says of which kind."""
 
     session: str
-    check: str  # "diagnosis"
     label: str  # the likeliest class (never "normal" in an alert)
     probability: float
-    probabilities: dict[str, float]
+    probabilities: dict[str, float]  # every class of the version, "normal" first
     similar: tuple[SimilarUnit, ...]  # the k most similar past units, nearest first
     lines: tuple[int, ...]  # the session's raw line numbers (first few)
     model: str
     model_version: int  # the ASGNet version whose classes and index were used
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+    check: Check = field(default=Check.DIAGNOSIS, init=False)
 
     def headline(self) -> str:
         nearest = ", ".join(f"{s.label} ({s.unit}, d={s.distance:.3g})" for s in self.similar)
@@ -81,9 +121,70 @@ class DiagnosisAlert:
         )
 
 
+AnyAlert = KeyAlert | ParamAlert | DiagnosisAlert
+
+
+@dataclass(frozen=True)
+class SessionVerdict:
+    """A checked session (or part of one): emitted once, when its last check is answered."""
+
+    session: str
+    part: int  # 0, or which part of a session checked in parts
+    first_line: int
+    last_line: int
+    keys: int  # keys judged, the session's end included where the model learnt ends
+    abnormal: bool  # DeepLog's key check flagged a key (or the end) of it
+    key_alerts: int
+    diagnosis: str | None  # ASGNet's class, on the log_anomaly path
+    closed_by: CloseCause
+
+    @property
+    def id(self) -> str:
+        text = json.dumps([self.session, self.part, self.first_line])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+
+def alert_id(alert: AnyAlert) -> str:
+    """A short stable id: the same alert (same content, same model version) gets the same id."""
+    text = json.dumps(asdict(alert), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def alert_record(alert: AnyAlert) -> dict[str, Any]:
+    """The alert as one JSON line carries it: its id first, then every field."""
+    return {"id": alert_id(alert), **asdict(alert)}
+
+
+def alert_from_json(data: dict[str, Any]) -> AnyAlert:
+    """An alert as ``alert_record`` wrote it (the id, if present, is not part of it)."""
+    fields = {k: v for k, v in data.items() if k not in ("id", "check")}
+    check = Check(data["check"])
+    if check is Check.LOG_KEY:
+        return KeyAlert(
+            **{
+                **fields,
+                "reason": KeyReason(fields["reason"]),
+                "actual": KeyRef(**fields["actual"]),
+                "expected": tuple(KeyRef(**e) for e in fields["expected"]),
+            }
+        )
+    if check is Check.PARAMETER_VALUE:
+        return ParamAlert(**{**fields, "key": KeyRef(**fields["key"])})
+    return DiagnosisAlert(
+        **{
+            **fields,
+            "similar": tuple(SimilarUnit(**s) for s in fields["similar"]),
+            "lines": tuple(fields["lines"]),
+        }
+    )
+
+
 def key_ref(vocabulary: KeyVocabulary, key: int, probability: float | None = None) -> KeyRef:
     return KeyRef(key, vocabulary.name(key), vocabulary.template(key), probability)
 
 
-def key_reason(key: int) -> str:
-    return "unknown_key" if key == UNKNOWN else "not_in_top_g"
+def key_reason(key: int) -> KeyReason:
+    return KeyReason.UNKNOWN_KEY if key == UNKNOWN else KeyReason.NOT_IN_TOP_G

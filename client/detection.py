@@ -7,20 +7,20 @@ one the requests were built with (``KeyModel``), so keys are never read with ano
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from client.alerts import Alert, key_reason, key_ref
+from client.alerts import AnyAlert, Check, KeyAlert, key_reason, key_ref
 from client.served_versions import ServedVersions
 from client.stage_clock import DECISIONS, TRITON, StageClock
 from client.triton_client import TritonClient
-from export.publish import KeyModelMeta
-from export.specs import DEEPLOG_KEYS
-from export.vocab import END, UNKNOWN
-from export.windows import WindowStream, session_windows
+from export.contract.metas import KeyModelMeta
+from export.contract.specs import DEEPLOG_KEYS
+from export.contract.vocab import END, UNKNOWN
+from export.contract.windows import WindowStream, session_windows
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ class KeyModel:
 
     Pinned (``pinned=True``), every request names ``meta.version``. Otherwise the model follows
     the server: requests go to the newest ready version, and each answer is judged with the g of
-    the version that answered (read from its folder in ``repository``), so a retrained version
-    takes over without a restart and no request is sent to a version being unloaded. A version
-    whose vocabulary or h differs would mean other keys: that answer is refused.
+    the version that answered (its metadata asked of the server), so a retrained version takes
+    over without a restart and no request is sent to a version being unloaded. A version whose
+    vocabulary or h differs would mean other keys: that answer is refused.
     """
 
     def __init__(
@@ -60,20 +60,16 @@ class KeyModel:
         triton: TritonClient,
         meta: KeyModelMeta,
         max_batch: int = 4096,
-        repository: Path | None = None,
         pinned: bool = True,
     ) -> None:
-        if not pinned and repository is None:
-            raise ValueError("a model that follows the server needs the repository to read metas")
         self.triton = triton
         self.meta = meta
         self.max_batch = min(max_batch, DEEPLOG_KEYS.max_batch_size)
-        self.repository = repository
         self.pinned = pinned
         self.versions = ServedVersions(
             DEEPLOG_KEYS.name,
             meta,
-            lambda version: KeyModelMeta.load(repository, version),
+            lambda version: served_key_meta(triton, version),
             lambda m: (m.vocabulary, m.window, m.end_marker),
             "vocabulary or h",
         )
@@ -140,14 +136,13 @@ class KeyModel:
         return np.bincount(owners, weights=flags, minlength=len(parts)) > 0
 
 
-def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> Alert:
+def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> KeyAlert:
     """The alert for row ``i`` of ``scores``, which judged ``step``."""
     vocab = meta.vocabulary
-    return Alert(
+    return KeyAlert(
         session=step.session,
         position=step.position,
         line=step.line,
-        check="log_key",
         reason=key_reason(step.key),
         actual=key_ref(vocab, step.key),
         rank=int(scores.rank[i]),
@@ -161,85 +156,157 @@ def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> Alert:
     )
 
 
-@dataclass
-class SessionState:
+@dataclass(frozen=True)
+class PartResult:
+    """A closed session part, every check of it answered: what its verdict is made of."""
+
+    session: str
+    part: int
+    keys: list[int]  # its keys, what feedback on its alerts retrains on
+    checked: int  # keys judged, the end included where the model learnt ends
+    alerts: list[AnyAlert]  # its log-key (and diagnosis) alerts
+    diagnosis: str | None = None
+
+    @property
+    def abnormal(self) -> bool:
+        return any(a.check is Check.LOG_KEY for a in self.alerts)
+
+
+@dataclass(slots=True)
+class _KeyPart:
+    """One open part of a session on the streaming path: its windows and what they found."""
+
+    session: str
+    part: int
     stream: WindowStream
-    anomalies: int = 0
-    first_anomaly: int | None = None
+    # Where the part starts: the h keys before its first key, and that key's position.
+    context: list[int] = field(default_factory=list)
+    start: int = 0
+    keys: list[int] = field(default_factory=list)
+    alerts: list[AnyAlert] = field(default_factory=list)
+    pending: int = 0  # steps sent for scoring, not answered yet
+    checked: int = 0
 
 
-@dataclass
 class StreamingDetector:
-    """Checks each key as its line arrives, batching windows across sessions into one request."""
+    """Checks each key as its line arrives, windows of many sessions batched into one request.
 
-    model: KeyModel
-    batch_windows: int = 1024
-    sessions: dict[str, SessionState] = field(default_factory=dict)
-    closed: dict[str, SessionState] = field(default_factory=dict)
-    pending: list[Step] = field(default_factory=list)
-    windows_checked: int = 0
-    clock: StageClock = field(default_factory=StageClock)
+    A batch is sent when it holds ``batch_windows`` windows or its oldest window has waited
+    ``max_delay_s`` (``due``), so a key is judged within that delay however slow the log is.
+    ``close`` ends a session, or (``final=False``) a part of it that the session continues
+    from; its ``PartResult`` comes with the answer to its last window.
+    """
 
-    def push(self, session: str, key: int, line: int | None = None) -> list[Alert]:
-        state = self.sessions.get(session)
-        if state is None:
-            state = self.sessions[session] = SessionState(WindowStream(self.model.meta.window))
-        window, position = state.stream.push(key)
-        self.pending.append(Step(session, position, window, key, line))
-        return self.flush() if len(self.pending) >= self.batch_windows else []
+    def __init__(
+        self,
+        model: KeyModel,
+        batch_windows: int = 1024,
+        max_delay_s: float = 0.2,
+        clock: StageClock | None = None,
+    ) -> None:
+        self.model, self.batch_windows, self.max_delay_s = model, batch_windows, max_delay_s
+        self.clock = clock or StageClock()
+        self.open: dict[str, _KeyPart] = {}
+        self._steps: list[Step] = []
+        self._step_parts: list[_KeyPart] = []
+        self._closing: list[_KeyPart] = []
+        self._waiting_since: float | None = None
+        self.windows_checked = 0
 
-    def close(self, session: str) -> list[Alert]:
-        """The session is over: check its end (if the model learnt session ends)."""
-        state = self.sessions.pop(session)
-        self.closed[session] = state
-        if self.model.meta.end_marker:
-            window, position = state.stream.close()
-            self.pending.append(Step(session, position, window, END))
-        return self.flush() if len(self.pending) >= self.batch_windows else []
+    def push(self, session: str, key: int, line: int | None = None) -> list[AnyAlert | PartResult]:
+        part = self.open.get(session)
+        if part is None:
+            part = self.open[session] = _KeyPart(session, 0, WindowStream(self.model.meta.window))
+        window, position = part.stream.push(key)
+        part.keys.append(key)
+        self._add(part, Step(session, position, window, key, line))
+        return self.flush() if len(self._steps) >= self.batch_windows else []
 
-    def close_all(self) -> list[Alert]:
-        alerts = []
-        for session in list(self.sessions):
-            alerts += self.close(session)
-        return alerts + self.flush()
+    def close(self, session: str, final: bool = True) -> list[AnyAlert | PartResult]:
+        """The session is over (its end is checked, if the model learnt session ends), or with
+        ``final=False`` one part of it is: the next keys continue its windows."""
+        part = self.open.pop(session)
+        if final and self.model.meta.end_marker:
+            window, position = part.stream.close()
+            self._add(part, Step(session, position, window, END))
+        if not final:
+            stream = part.stream
+            self.open[session] = _KeyPart(
+                session, part.part + 1, stream, stream.last_keys, stream.position
+            )
+        self._closing.append(part)
+        return self.flush() if len(self._steps) >= self.batch_windows else []
 
-    def flush(self) -> list[Alert]:
+    def drop(self, session: str) -> None:
+        """Forget an open part that has no keys (its session ended right after a part)."""
+        self.open.pop(session, None)
+
+    def due(self, now: float) -> bool:
+        """Whether the oldest waiting window has waited ``max_delay_s`` (``now``: monotonic)."""
+        waiting = self._waiting_since
+        return (waiting is not None and now - waiting >= self.max_delay_s) or (
+            bool(self._closing) and not self._steps
+        )
+
+    def carry(self, session: str) -> dict:
+        """Where an open session's current part starts (the h keys before it, its position),
+        for a checkpoint: its own lines are read again from the checkpoint's offset."""
+        part = self.open[session]
+        return {"part": part.part, "context": part.context, "position": part.start}
+
+    def resume(self, session: str, state: dict) -> None:
+        """Continue ``session`` from a checkpoint's ``carry``."""
+        h = self.model.meta.window
+        stream = WindowStream(h, state["context"], state["position"])
+        self.open[session] = _KeyPart(
+            session, state["part"], stream, state["context"], state["position"]
+        )
+
+    def _add(self, part: _KeyPart, step: Step) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+        part.pending += 1
+        self._steps.append(step)
+        self._step_parts.append(part)
+
+    def flush(self) -> list[AnyAlert | PartResult]:
+        """Check every waiting window now; alerts, then the results of parts now complete."""
         with self.clock.stage(DECISIONS):
             return self._flush()
 
-    def _flush(self) -> list[Alert]:
-        steps, self.pending = self.pending, []
-        if not steps:
-            return []
-        windows = np.array([s.window for s in steps], dtype=np.int64)
-        keys = np.array([s.key for s in steps], dtype=np.int64)
-        with self.clock.stage(TRITON):
-            scores = self.model.score(windows, keys)
-        self.windows_checked += len(steps)
-        alerts = []
-        for i in np.flatnonzero(scores.anomalous):
-            step = steps[i]
-            state = self.sessions.get(step.session) or self.closed[step.session]
-            state.anomalies += 1
-            if state.first_anomaly is None:
-                state.first_anomaly = step.position
-            alerts.append(key_alert(self.model.meta, step, scores, i))
-        return alerts
-
-    def verdicts(self) -> dict[str, bool]:
-        """Session id -> abnormal, for every session seen so far."""
-        states = {**self.closed, **self.sessions}
-        return {s: st.anomalies > 0 for s, st in states.items()}
+    def _flush(self) -> list[AnyAlert | PartResult]:
+        steps, parts = self._steps, self._step_parts
+        self._steps, self._step_parts, self._waiting_since = [], [], None
+        found: list[AnyAlert | PartResult] = []
+        if steps:
+            windows = np.array([s.window for s in steps], dtype=np.int64)
+            keys = np.array([s.key for s in steps], dtype=np.int64)
+            with self.clock.stage(TRITON):
+                scores = self.model.score(windows, keys)
+            self.windows_checked += len(steps)
+            for part in parts:
+                part.pending -= 1
+                part.checked += 1
+            for i in np.flatnonzero(scores.anomalous):
+                alert = key_alert(self.model.meta, steps[i], scores, i)
+                parts[i].alerts.append(alert)
+                found.append(alert)
+        done = [p for p in self._closing if p.pending == 0]
+        self._closing = [p for p in self._closing if p.pending > 0]
+        found += [PartResult(p.session, p.part, p.keys, p.checked, p.alerts) for p in done]
+        return found
 
 
-def open_key_model(
-    triton: TritonClient, repository: Path, version: int | None = None, load: bool = True
-) -> KeyModel:
+def served_key_meta(triton: TritonClient, version: int) -> KeyModelMeta:
+    """One deeplog_keys version's metadata, as the server hands it out."""
+    return KeyModelMeta.from_json(version, triton.version_meta(DEEPLOG_KEYS.name, version))
+
+
+def open_key_model(triton: TritonClient, version: int | None = None, load: bool = True) -> KeyModel:
     """Ask the server to load deeplog_keys, then bind to a ready version and its metadata.
 
     A named ``version`` pins every request to it; without one, the model starts from the newest
     ready version and follows the server to newer ones (a retrain swapping one in).
     """
     chosen = triton.bind_version(DEEPLOG_KEYS.name, version, load)
-    meta = KeyModelMeta.load(repository, chosen)
-    return KeyModel(triton, meta, repository=repository, pinned=version is not None)
+    return KeyModel(triton, served_key_meta(triton, chosen), pinned=version is not None)

@@ -8,14 +8,14 @@ by the version they went into.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+
+from client.alerts import AnyAlert, Check, DiagnosisAlert, alert_from_json, alert_id
 
 FALSE_POSITIVE, CONFIRMED = "false_positive", "confirmed"
 VERDICTS = (FALSE_POSITIVE, CONFIRMED)
@@ -47,20 +47,14 @@ class FeedbackError(ValueError):
     """Feedback that cannot be taken: unknown alert, feedback given twice, a bad verdict."""
 
 
-def alert_id(alert: Any) -> str:
-    """A short stable id: the same alert (same content, same model version) gets the same id."""
-    text = json.dumps(asdict(alert), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
 @dataclass(frozen=True)
 class StoredAlert:
     id: str
-    check: str
+    check: Check
     session: str
     model: str
     model_version: int
-    alert: dict[str, Any]
+    alert: AnyAlert
     session_keys: list[int]
     vocabulary: str
     raised_at: str
@@ -100,14 +94,14 @@ class FeedbackStore:
         self.close()
 
     def record(
-        self, alerts: Sequence[Any], session_keys: dict[str, list[int]], vocabulary: str
+        self, alerts: Sequence[AnyAlert], session_keys: dict[str, list[int]], vocabulary: str
     ) -> int:
         """Store alerts with their sessions' keys; an alert stored before is left as it was.
         Returns how many were new."""
         rows = [
             (
                 alert_id(a),
-                a.check,
+                a.check.value,
                 a.session,
                 a.model,
                 a.model_version,
@@ -163,12 +157,12 @@ class FeedbackStore:
             sql, args = sql + " AND a.model = ?", (model,)
         return [self._feedback(r[0]) for r in self._db.execute(sql + " ORDER BY f.id", args)]
 
-    def confirmed(self, check: str) -> list[Feedback]:
+    def confirmed(self, check: Check) -> list[Feedback]:
         """Every confirmed alert of one check, used or not: the known anomalies."""
         rows = self._db.execute(
             "SELECT f.id FROM feedback f JOIN alerts a ON a.id = f.alert_id "
             "WHERE f.verdict = ? AND a.check_name = ? ORDER BY f.id",
-            (CONFIRMED, check),
+            (CONFIRMED, check.value),
         )
         return [self._feedback(r[0]) for r in rows]
 
@@ -197,7 +191,7 @@ class FeedbackStore:
 
 def _check_label(alert: StoredAlert, verdict: str, label: str) -> None:
     """A class is given to a confirmed diagnosis only, and must be one its model knows."""
-    if alert.check != "diagnosis":
+    if not isinstance(alert.alert, DiagnosisAlert):
         raise FeedbackError(
             f"alert {alert.id} is a {alert.check} alert: only a diagnosis takes a class"
         )
@@ -206,7 +200,7 @@ def _check_label(alert: StoredAlert, verdict: str, label: str) -> None:
             f"a false positive's class is normal; to give alert {alert.id} another class, "
             "confirm it with --label"
         )
-    classes = list(alert.alert["probabilities"])
+    classes = list(alert.alert.probabilities)
     if label == classes[0]:
         raise FeedbackError(
             f"{label!r} means the diagnosis was wrong: mark alert {alert.id} a false positive"
@@ -221,11 +215,11 @@ def _check_label(alert: StoredAlert, verdict: str, label: str) -> None:
 def _stored_alert(row: tuple) -> StoredAlert:
     return StoredAlert(
         id=row[0],
-        check=row[1],
+        check=Check(row[1]),
         session=row[2],
         model=row[3],
         model_version=row[4],
-        alert=json.loads(row[5]),
+        alert=alert_from_json(json.loads(row[5])),
         session_keys=json.loads(row[6]),
         vocabulary=row[7],
         raised_at=row[8],

@@ -32,11 +32,16 @@ def openstack_session_ids(line: ParsedLine) -> list[str]:
 
 
 def _clock(layout: str, fields: tuple[str, ...] = ("date", "time")):
-    """Seconds since the epoch from the header's date and time fields (UTC: logs carry no zone)."""
+    """Seconds since the epoch from the header's date and time fields (UTC: logs carry no zone).
+    Consecutive lines mostly share a timestamp, so the last one read is remembered."""
+    last: list = [None, 0.0]
 
     def clock(header: dict[str, str]) -> float:
-        when = datetime.strptime(" ".join(header[f] for f in fields), layout)
-        return when.replace(tzinfo=timezone.utc).timestamp()
+        text = " ".join(header[f] for f in fields)
+        if text != last[0]:
+            when = datetime.strptime(text, layout).replace(tzinfo=timezone.utc).timestamp()
+            last[0], last[1] = text, when
+        return last[1]
 
     return clock
 
@@ -50,6 +55,9 @@ HDFS_FORMAT = LogFormat(
     clock=_clock("%y%m%d %H%M%S"),
     sessions=hdfs_session_ids,
     clock_resolution=1.0,
+    # A block is written in seconds, read for minutes, verified and deleted up to hours later:
+    # a shorter quiet time would check a block's deletion as a session of its own.
+    session_idle_s=7200.0,
 )
 
 OPENSTACK_FORMAT = LogFormat(
@@ -61,6 +69,7 @@ OPENSTACK_FORMAT = LogFormat(
     clock=_clock("%Y-%m-%d %H:%M:%S.%f"),
     sessions=openstack_session_ids,
     clock_resolution=0.001,
+    session_idle_s=600.0,
 )
 
 BGL_FORMAT = LogFormat(
@@ -73,6 +82,7 @@ BGL_FORMAT = LogFormat(
     clock=_clock("%Y-%m-%d-%H.%M.%S.%f", fields=("time",)),  # time carries its own date
     sessions=lambda line: [line.header["node"]],
     clock_resolution=1e-6,
+    session_idle_s=300.0,
 )
 
 FORMATS = {f.name: f for f in (HDFS_FORMAT, OPENSTACK_FORMAT, BGL_FORMAT)}

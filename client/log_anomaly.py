@@ -4,66 +4,51 @@ DeepLog's verdict on every key and ASGNet's diagnosis of the whole session.
 A session's lines are collected as they arrive; when it closes, its key windows (DeepLog), its
 text and key-count vector (ASGNet) go in one request. Key alerts are the same as the
 streaming DeepLog path's; a session ASGNet classes as anything but normal raises a diagnosis
-alert listing the most similar labelled past units from the version's FAISS index.
+alert naming the most similar labelled past units, which the ensemble's last step
+(``asgnet_similar``) finds on the server.
 """
 
 from __future__ import annotations
 
-import json
+import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import faiss
 import numpy as np
 
-from client.alerts import Alert, DiagnosisAlert, SimilarUnit
-from client.detection import KeyModel, Scores, Step, key_alert
+from client.alerts import AnyAlert, DiagnosisAlert, SimilarUnit
+from client.detection import KeyModel, PartResult, Scores, Step, key_alert
 from client.stage_clock import DECISIONS, TRITON, StageClock
 from client.triton_client import TritonClient
-from export.asgnet import NORMAL
-from export.log_tokenizer import unit_text
-from export.publish_asgnet import SIMILAR_INDEX, SIMILAR_UNITS, AsgnetMeta
-from export.repository import VersionMismatch
-from export.specs import ASGNET_GNET, ASGNET_SNET, DEEPLOG_KEYS, LOG_ANOMALY
-from export.vnet import count_vectors
-from export.vocab import END, FIRST_KEY, UNKNOWN
-from export.windows import session_windows
+from export.contract.errors import VersionMismatch
+from export.contract.metas import AsgnetMeta
+from export.contract.specs import ASGNET_GNET, ASGNET_SIMILAR, DEEPLOG_KEYS, LOG_ANOMALY
+from export.contract.units import NORMAL, count_vectors, unit_text
+from export.contract.vocab import END, FIRST_KEY, UNKNOWN
+from export.contract.windows import session_windows
 
 
-class SimilarUnits:
-    """The labelled training units of one ASGNet version, searchable by S-Net embedding."""
+def served_asgnet_meta(triton: TritonClient, version: int) -> AsgnetMeta:
+    """One ASGNet release's classes, count-vector keys and index rows, from the server."""
+    return AsgnetMeta.from_json(
+        version,
+        triton.version_meta(ASGNET_GNET.name, version),
+        triton.version_meta(ASGNET_SIMILAR.name, version),
+    )
 
-    def __init__(self, index: faiss.Index, rows: list[dict]) -> None:
-        if index.ntotal != len(rows):
-            raise ValueError(f"index holds {index.ntotal} vectors for {len(rows)} units")
-        self.index, self.rows = index, rows
 
-    @classmethod
-    def load(cls, repository: Path, version: int) -> SimilarUnits:
-        folder = repository / ASGNET_SNET.name / str(version)
-        index = faiss.read_index(str(folder / SIMILAR_INDEX))
-        return cls(index, json.loads((folder / SIMILAR_UNITS).read_text()))
-
-    def search(self, features: np.ndarray, k: int) -> list[tuple[SimilarUnit, ...]]:
-        """The k nearest units of each row of ``features`` [n, d], nearest first."""
-        k = min(k, self.index.ntotal)
-        if k == 0:
-            return [() for _ in features]
-        distances, rows = self.index.search(np.ascontiguousarray(features, np.float32), k)
-        return [
-            tuple(
-                SimilarUnit(
-                    self.rows[r]["unit"],
-                    self.rows[r]["label"],
-                    float(d),
-                    self.rows[r]["occurrences"],
-                )
-                for d, r in zip(dist, idx, strict=True)
-                if r >= 0
-            )
-            for dist, idx in zip(distances, rows, strict=True)
-        ]
+def similar_units(
+    meta: AsgnetMeta, rows: np.ndarray, distances: np.ndarray
+) -> tuple[SimilarUnit, ...]:
+    """The index rows the server found nearest, as the units they stand for."""
+    return tuple(
+        SimilarUnit(
+            meta.indexed[r].unit, meta.indexed[r].label, float(d), meta.indexed[r].occurrences
+        )
+        for r, d in zip(rows, distances, strict=True)
+        if 0 <= r < len(meta.indexed)
+    )
 
 
 @dataclass(frozen=True)
@@ -86,17 +71,8 @@ TEXT_BYTES = 64 * 1024  # far more than any S-Net max_length of tokens
 class LogAnomalyModel:
     """The ``log_anomaly`` ensemble, read with the key model's and ASGNet's metadata."""
 
-    def __init__(
-        self,
-        triton: TritonClient,
-        keys: KeyModel,
-        meta: AsgnetMeta,
-        similar: SimilarUnits,
-        repository: Path,
-        k: int = 3,
-    ) -> None:
-        self.triton, self.keys, self.meta, self.similar, self.k = triton, keys, meta, similar, k
-        self.repository = repository
+    def __init__(self, triton: TritonClient, keys: KeyModel, meta: AsgnetMeta) -> None:
+        self.triton, self.keys, self.meta = triton, keys, meta
         self.key_meta = keys.meta  # the deeplog_keys version the ensemble runs: follow_server
         # Key ids of the key model -> key ids of ASGNet's count vector, matched by template.
         own = {t: FIRST_KEY + i for i, t in enumerate(meta.vocabulary.templates)}
@@ -106,7 +82,7 @@ class LogAnomalyModel:
     def follow_server(self) -> tuple[int, int]:
         """Move to the newest versions the server has ready, which the ensemble's steps run:
         deeplog_keys (its g judges the ranks; its keys must be the client's) and the ASGNet
-        release (its classes, and its similar-incident index). Returns the two versions."""
+        release (its classes, and who its index rows are). Returns the two versions."""
         served = self.triton.ready_versions_of([DEEPLOG_KEYS.name, ASGNET_GNET.name])
         keys, ready = served[DEEPLOG_KEYS.name], served[ASGNET_GNET.name]
         if not keys:
@@ -119,13 +95,13 @@ class LogAnomalyModel:
             )
         self.key_meta = self.keys.meta_of(keys[-1])
         if ready and ready[-1] != self.meta.version:
-            meta = AsgnetMeta.load(self.repository, ready[-1])
+            meta = served_asgnet_meta(self.triton, ready[-1])
             if (meta.classes, meta.vocabulary) != (self.meta.classes, self.meta.vocabulary):
                 raise VersionMismatch(
                     f"{ASGNET_GNET.name} v{meta.version} is served, with other classes or keys "
                     f"than v{self.meta.version}'s this client was started with: restart the client"
                 )
-            self.meta, self.similar = meta, SimilarUnits.load(self.repository, meta.version)
+            self.meta = meta
         return self.key_meta.version, self.meta.version
 
     def asgnet_keys(self, session_keys: list[int]) -> list[int]:
@@ -133,24 +109,33 @@ class LogAnomalyModel:
         diagnosis alert's session is stored for feedback."""
         return [self._count_key.get(k, UNKNOWN) for k in session_keys]
 
-    def request(self, session_keys: list[int]) -> dict[str, np.ndarray]:
+    def request(
+        self, keys: Sequence[int], context: Sequence[int] = (), final: bool = True
+    ) -> dict[str, np.ndarray]:
+        """One session's request; for a part of a session, ``context`` holds the h keys before
+        it (its windows continue from them) and only the last part (``final``) has an end."""
         meta = self.keys.meta
-        windows, next_keys = session_windows(session_keys, meta.window, meta.end_marker)
+        windows, next_keys = session_windows(
+            [*context, *keys], meta.window, meta.end_marker and final
+        )
+        windows, next_keys = windows[len(context) :], next_keys[len(context) :]
         vocab = meta.vocabulary
-        text = unit_text([vocab.template(k) for k in session_keys])
+        text = unit_text([vocab.template(k) for k in keys])
         # S-Net reads only its first max_length tokens; a long session's full text would only
         # cost bandwidth, and past 1 MiB the tokenizer model refuses it.
         text = text.encode("utf-8")[:TEXT_BYTES].decode("utf-8", errors="ignore")
-        counts = count_vectors([self.asgnet_keys(session_keys)], self.meta.vocabulary.size)
+        counts = count_vectors([self.asgnet_keys(keys)], self.meta.vocabulary.size)
         return {
-            "WINDOWS": windows,
-            "NEXT_KEY": next_keys[:, None],
+            "WINDOWS": np.ascontiguousarray(windows),
+            "NEXT_KEY": np.ascontiguousarray(next_keys[:, None]),
             "TEXT": np.array([[text.encode("utf-8")]], dtype=object),
             "COUNTS": counts,
         }
 
-    def check(self, session_keys: list[int]) -> SessionResult:
-        inputs = self.request(session_keys)
+    def check(
+        self, keys: Sequence[int], context: Sequence[int] = (), final: bool = True
+    ) -> SessionResult:
+        inputs = self.request(keys, context, final)
         # Inside the ensemble, a session's windows are one deeplog_keys batch: a longer session
         # sends its first windows with the text and scores the rest through deeplog_keys alone.
         limit = DEEPLOG_KEYS.max_batch_size
@@ -192,50 +177,115 @@ class LogAnomalyModel:
             self.meta.classes[best],
             float(probs[best]),
             {c: round(float(p), 4) for c, p in zip(self.meta.classes, probs, strict=True)},
-            self.similar.search(out["FEATURES"], self.k)[0],
+            similar_units(self.meta, out["SIMILAR_UNITS"][0], out["SIMILAR_DISTANCES"][0]),
         )
         return SessionResult(scores, diagnosis)
 
 
-@dataclass
+@dataclass(slots=True)
+class _SessionPart:
+    """An open session (or part of one) on the log_anomaly path: its keys, kept until it
+    closes and is checked in one request."""
+
+    session: str
+    part: int
+    context: tuple[int, ...]  # the h keys before the part (none for a session's first part)
+    start: int  # position of its first key in the session
+    keys: list[int] = field(default_factory=list)
+    lines: list[int | None] = field(default_factory=list)
+
+
 class SessionDetector:
     """Collects each session's keys; on close, checks it in one ``log_anomaly`` request.
 
-    Same interface as ``StreamingDetector``; closed sessions are checked ``concurrency`` at a
-    time, so the server's dynamic batcher can group their S-Net work.
+    Same interface as ``StreamingDetector``. Closed sessions wait until ``chunk_sessions`` of
+    them have closed or the first has waited ``max_delay_s`` (``due``), then are checked
+    ``concurrency`` at a time, so the server's dynamic batcher can group their S-Net work.
     """
 
-    model: LogAnomalyModel
-    concurrency: int = 4
-    chunk_sessions: int = 256  # sessions checked between two looks at the served versions
-    sessions: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
-    results: dict[str, SessionResult] = field(default_factory=dict)
-    windows_checked: int = 0
-    clock: StageClock = field(default_factory=StageClock)
+    def __init__(
+        self,
+        model: LogAnomalyModel,
+        concurrency: int = 4,
+        chunk_sessions: int = 256,
+        max_delay_s: float = 0.2,
+        clock: StageClock | None = None,
+    ) -> None:
+        self.model, self.concurrency, self.chunk_sessions = model, concurrency, chunk_sessions
+        self.max_delay_s = max_delay_s
+        self.clock = clock or StageClock()
+        self.open: dict[str, _SessionPart] = {}
+        self._closed: list[tuple[_SessionPart, bool]] = []
+        self._waiting_since: float | None = None
+        self.windows_checked = 0
 
     def push(self, session: str, key: int, line: int | None = None) -> list:
-        self.sessions.setdefault(session, []).append((key, line))
+        part = self.open.get(session)
+        if part is None:
+            part = self.open[session] = _SessionPart(session, 0, (), 0)
+        part.keys.append(key)
+        part.lines.append(line)
         return []
 
-    def close_all(self) -> list[Alert | DiagnosisAlert]:
-        finished, self.sessions = self.sessions, {}
-        names = list(finished)
-        alerts: list[Alert | DiagnosisAlert] = []
-        for i in range(0, len(names), self.chunk_sessions):
-            chunk = names[i : i + self.chunk_sessions]
+    def close(self, session: str, final: bool = True) -> list[AnyAlert | PartResult]:
+        """The session (or with ``final=False`` one part of it) is over: it will be checked."""
+        part = self.open.pop(session)
+        if not final:
+            context = (*part.context, *part.keys)[-self.model.keys.meta.window :]
+            self.open[session] = _SessionPart(
+                session, part.part + 1, context, part.start + len(part.keys)
+            )
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+        self._closed.append((part, final))
+        return self.flush() if len(self._closed) >= self.chunk_sessions else []
+
+    def drop(self, session: str) -> None:
+        """Forget an open part that has no keys (its session ended right after a part)."""
+        self.open.pop(session, None)
+
+    def due(self, now: float) -> bool:
+        waiting = self._waiting_since
+        return waiting is not None and now - waiting >= self.max_delay_s
+
+    def carry(self, session: str) -> dict:
+        """Where an open session's current part starts (the h keys before it, its position),
+        for a checkpoint: its own lines are read again from the checkpoint's offset."""
+        part = self.open[session]
+        return {"part": part.part, "context": list(part.context), "position": part.start}
+
+    def resume(self, session: str, state: dict) -> None:
+        self.open[session] = _SessionPart(
+            session, state["part"], tuple(state["context"]), state["position"]
+        )
+
+    def flush(self) -> list[AnyAlert | PartResult]:
+        """Check every closed session now: their alerts, then their results."""
+        closed, self._closed, self._waiting_since = self._closed, [], None
+        found: list[AnyAlert | PartResult] = []
+        for i in range(0, len(closed), self.chunk_sessions):
+            chunk = closed[i : i + self.chunk_sessions]
             # Building the requests happens in the same threads: counted as Triton here.
             with self.clock.stage(TRITON):
-                results = self._check_served(chunk, finished)
+                results = self._check_served(chunk)
             with self.clock.stage(DECISIONS):
-                for name, result in zip(chunk, results, strict=True):
-                    self.results[name] = result
+                for (part, final), result in zip(chunk, results, strict=True):
                     self.windows_checked += len(result.scores.rank)
-                    alerts += self._alerts(name, finished[name], result)
-        return alerts
+                    alerts = self._alerts(part, final, result)
+                    found += alerts
+                    found.append(
+                        PartResult(
+                            part.session,
+                            part.part,
+                            part.keys,
+                            len(result.scores.rank),
+                            alerts,
+                            result.diagnosis.label,
+                        )
+                    )
+        return found
 
-    def _check_served(
-        self, names: list[str], finished: dict[str, list[tuple[int, int | None]]]
-    ) -> list[SessionResult]:
+    def _check_served(self, parts: list[tuple[_SessionPart, bool]]) -> list[SessionResult]:
         """Check sessions between two looks at the served versions. The ensemble runs the
         newest ready ones and does not say which; if they changed while the requests ran (a
         retrain swapped one in), some answers may be the other version's: check them again."""
@@ -243,7 +293,7 @@ class SessionDetector:
             served = self.model.follow_server()
             with ThreadPoolExecutor(self.concurrency) as pool:
                 results = list(
-                    pool.map(lambda s: self.model.check([k for k, _ in finished[s]]), names)
+                    pool.map(lambda pf: self.model.check(pf[0].keys, pf[0].context, pf[1]), parts)
                 )
             if self.model.follow_server() == served:
                 return results
@@ -251,14 +301,15 @@ class SessionDetector:
             f"the versions {LOG_ANOMALY.name} runs changed during each of 3 tries: retry later"
         )
 
-    def _alerts(
-        self, session: str, keys: list[tuple[int, int | None]], result: SessionResult
-    ) -> list[Alert | DiagnosisAlert]:
+    def _alerts(self, part: _SessionPart, final: bool, result: SessionResult) -> list[AnyAlert]:
         meta = self.model.keys.meta
-        steps = [Step(session, i, (), key, line) for i, (key, line) in enumerate(keys)]
-        if meta.end_marker:
-            steps.append(Step(session, len(keys), (), END))
-        alerts: list[Alert | DiagnosisAlert] = [
+        steps = [
+            Step(part.session, part.start + i, (), key, line)
+            for i, (key, line) in enumerate(zip(part.keys, part.lines, strict=True))
+        ]
+        if meta.end_marker and final:
+            steps.append(Step(part.session, part.start + len(part.keys), (), END))
+        alerts: list[AnyAlert] = [
             key_alert(meta, steps[i], result.scores, i)
             for i in np.flatnonzero(result.scores.anomalous)
         ]
@@ -266,41 +317,24 @@ class SessionDetector:
         if d.label != NORMAL:
             alerts.append(
                 DiagnosisAlert(
-                    session=session,
-                    check="diagnosis",
+                    session=part.session,
                     label=d.label,
                     probability=d.probability,
                     probabilities=d.probabilities,
                     similar=d.similar,
-                    lines=tuple(line for _, line in keys[:10] if line is not None),
+                    lines=tuple(line for line in part.lines[:10] if line is not None),
                     model=LOG_ANOMALY.name,
                     model_version=self.model.meta.version,
                 )
             )
         return alerts
 
-    def verdicts(self) -> dict[str, bool]:
-        """Session id -> abnormal by DeepLog's key check."""
-        return {s: bool(r.scores.anomalous.any()) for s, r in self.results.items()}
 
-    def diagnoses(self) -> dict[str, str]:
-        return {s: r.diagnosis.label for s, r in self.results.items()}
-
-
-def open_log_anomaly(
-    triton: TritonClient, keys: KeyModel, repository: Path, k: int = 3, load: bool = True
-) -> LogAnomalyModel:
+def open_log_anomaly(triton: TritonClient, keys: KeyModel, load: bool = True) -> LogAnomalyModel:
     """Load the ensemble (Triton loads its composing models) and bind to the newest ASGNet."""
     if load:
         triton.load_model(LOG_ANOMALY.name)
     version = triton.bind_version(ASGNET_GNET.name, None, load=False)
-    model = LogAnomalyModel(
-        triton,
-        keys,
-        AsgnetMeta.load(repository, version),
-        SimilarUnits.load(repository, version),
-        repository,
-        k,
-    )
+    model = LogAnomalyModel(triton, keys, served_asgnet_meta(triton, version))
     model.follow_server()  # a key model pinned to a version the ensemble does not run: refused
     return model

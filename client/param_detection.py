@@ -10,46 +10,20 @@ answered (see ``ParamModel``).
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from client.alerts import KeyRef, key_ref
+from client.alerts import ParamAlert, key_ref
 from client.param_vectors import ParamSchema, VectorBuilder
 from client.parsing import LogFormat, ParsedLine
 from client.served_versions import ServedVersions
 from client.triton_client import TritonClient
-from export.publish import ParamModelMeta
-from export.specs import DEEPLOG_PARAMS
-from export.vocab import FIRST_KEY
-
-
-@dataclass(frozen=True)
-class ParamAlert:
-    session: str
-    line: int | None
-    check: str  # "parameter_value"
-    key: KeyRef
-    dimension: str  # which value deviated, e.g. "gap_s" or "time#5"
-    value: float  # what the entry had (seconds for the gap)
-    predicted: float  # what the model expected
-    accepted_low: float  # the version's Gaussian bound for this key and dimension, as a range
-    accepted_high: float
-    model: str
-    model_version: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
-
-    def headline(self) -> str:
-        where = f"line {self.line}" if self.line is not None else "?"
-        return (
-            f"{self.session} ({where}): {self.key.name} '{self.key.template}' {self.dimension}="
-            f"{self.value:.6g}, predicted {self.predicted:.6g}, accepted "
-            f"[{self.accepted_low:.6g}, {self.accepted_high:.6g}]"
-        )
+from export.contract.metas import ParamModelMeta
+from export.contract.specs import DEEPLOG_PARAMS
+from export.contract.vocab import FIRST_KEY
 
 
 class ParamModel:
@@ -57,7 +31,7 @@ class ParamModel:
 
     Pinned (``pinned=True``), every request names ``meta.version``. Otherwise requests go to the
     newest ready version and each answer is judged with the bounds of the version that answered
-    (read from ``repository``): a recalibrated version takes over without a restart, and no
+    (its metadata asked of the server): a recalibrated version takes over without a restart, and no
     request goes to a version being unloaded. Histories are normalised with ``meta``'s
     normaliser, so a version with another normaliser, schema or vocabulary is refused.
     """
@@ -67,11 +41,8 @@ class ParamModel:
         triton: TritonClient,
         meta: ParamModelMeta,
         max_batch: int = 2048,
-        repository: Path | None = None,
         pinned: bool = True,
     ) -> None:
-        if not pinned and repository is None:
-            raise ValueError("a model that follows the server needs the repository to read metas")
         self.triton = triton
         self.meta = meta
         self.schema = ParamSchema.from_json(meta.schema)
@@ -80,7 +51,7 @@ class ParamModel:
         self.versions = ServedVersions(
             meta.model,
             meta,
-            lambda version: ParamModelMeta.load(repository, meta.model, version),
+            lambda version: served_param_meta(triton, meta.model, version),
             lambda m: (
                 m.window,
                 m.width,
@@ -125,20 +96,23 @@ class _Entry:
     judge_gap: bool  # False for a session's first entry: there is no gap to judge
 
 
-@dataclass
 class ParamDetector:
-    """Checks entries as they arrive, batching them across keys and sessions."""
+    """Checks entries as they arrive, batching them across keys and sessions.
 
-    model: ParamModel
-    batch_entries: int = 512
-    builder: VectorBuilder = field(init=False)
-    histories: dict[tuple[str, int], deque] = field(default_factory=dict)
-    pending: list[_Entry] = field(default_factory=list)
-    checked: int = 0
-    flagged_sessions: set[str] = field(default_factory=set)
+    A batch is sent when it holds ``batch_entries`` entries or its oldest has waited
+    ``max_delay_s`` (``due``). A session's histories are dropped when it closes (``forget``),
+    so memory follows the open sessions, not every session ever seen.
+    """
 
-    def __post_init__(self) -> None:
-        self.builder = VectorBuilder(self.model.schema)
+    def __init__(self, model: ParamModel, batch_entries: int = 512, max_delay_s: float = 0.2):
+        self.model, self.batch_entries, self.max_delay_s = model, batch_entries, max_delay_s
+        self.builder = VectorBuilder(model.schema)
+        # session -> key -> the key's last h normalised vectors in the session
+        self.histories: dict[str, dict[int, deque]] = {}
+        self._parts: dict[str, dict] = {}  # session -> its state where its current part began
+        self.pending: list[_Entry] = []
+        self._waiting_since: float | None = None
+        self.checked = 0
 
     def check_line(self, parsed: ParsedLine, log_format: LogFormat) -> list[ParamAlert]:
         """One line from a frozen parser built on this version's templates; a line of an unknown
@@ -163,17 +137,62 @@ class ParamDetector:
         meta = self.model.meta
         normalised = np.zeros(meta.width, np.float32)
         normalised[: len(vector)] = meta.normaliser.apply(key, vector)
-        past = self.histories.setdefault((session, key), deque(maxlen=meta.window))
+        keys = self.histories.get(session)
+        if keys is None:
+            keys = self.histories[session] = {}
+        past = keys.get(key)
+        if past is None:
+            past = keys[key] = deque(maxlen=meta.window)
         history = np.zeros((meta.window, meta.width), np.float32)
         if past:
             history[meta.window - len(past) :] = np.stack(past)
         past.append(normalised)
         entry = _Entry(session, line, key, vector, history, not self.builder.first_in_session)
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         self.pending.append(entry)
         return self.flush() if len(self.pending) >= self.batch_entries else []
 
+    def due(self, now: float) -> bool:
+        waiting = self._waiting_since
+        return waiting is not None and now - waiting >= self.max_delay_s
+
+    def forget(self, session: str) -> None:
+        """The session closed: its histories and clock go (a waiting entry keeps its copy)."""
+        self.histories.pop(session, None)
+        self.builder.last_seen.pop(session, None)
+        self._parts.pop(session, None)
+
+    def new_part(self, session: str) -> None:
+        """The session goes on in a new part: remember where it stood, for ``carry``."""
+        self._parts[session] = self._state(session)
+
+    def carry(self, session: str) -> dict:
+        """Where the session's current part began (its histories and clock), for a checkpoint:
+        the part's own lines are read again from the checkpoint's offset."""
+        return self._parts.get(session) or self._state(session)
+
+    def resume(self, session: str, state: dict) -> None:
+        if state.get("last_seen") is not None:
+            self.builder.last_seen[session] = state["last_seen"]
+        window = self.model.meta.window
+        self.histories[session] = {
+            int(key): deque((np.asarray(v, np.float32) for v in vectors), maxlen=window)
+            for key, vectors in state["histories"].items()
+        }
+        self._parts[session] = state
+
+    def _state(self, session: str) -> dict:
+        return {
+            "last_seen": self.builder.last_seen.get(session),
+            "histories": {
+                str(key): [v.tolist() for v in past]
+                for key, past in self.histories.get(session, {}).items()
+            },
+        }
+
     def flush(self) -> list[ParamAlert]:
-        entries, self.pending = self.pending, []
+        entries, self.pending, self._waiting_since = self.pending, [], None
         if not entries:
             return []
         keys = np.array([e.key for e in entries], dtype=np.int64)
@@ -183,7 +202,6 @@ class ParamDetector:
         for entry, guess, version in zip(entries, predicted, versions, strict=True):
             alert = self._judge(entry, guess, self.model.meta_of(int(version)))
             if alert is not None:
-                self.flagged_sessions.add(entry.session)
                 alerts.append(alert)
         return alerts
 
@@ -216,7 +234,6 @@ class ParamDetector:
         return ParamAlert(
             session=entry.session,
             line=entry.line,
-            check="parameter_value",
             key=key_ref(meta.vocabulary, entry.key),
             dimension=self.model.schema.names[entry.key][worst],
             value=round(float(value[worst]), 6),
@@ -229,24 +246,28 @@ class ParamDetector:
 
 
 def normalised_deviation(
-    meta: ParamModelMeta, schema: ParamSchema, alert: dict
+    meta: ParamModelMeta, schema: ParamSchema, alert: ParamAlert
 ) -> tuple[int, int, float] | None:
     """(key, dimension, how far the value was above (+) or below (-) the prediction in the
-    units of the version's bounds) of a stored parameter-value alert, as ``_judge`` measured it;
+    units of the version's bounds) of a parameter-value alert, as ``_judge`` measured it;
     None for a dimension that was constant in training (its bound is that constant)."""
-    key = int(alert["key"]["key"])
-    dim = schema.names[key].index(alert["dimension"])
+    key = alert.key.key
+    dim = schema.names[key].index(alert.dimension)
     if dim in schema.constants.get(key, {}):
         return None
-    value, predicted = float(alert["value"]), float(alert["predicted"])
+    value, predicted = float(alert.value), float(alert.predicted)
     if dim == 0:  # the gap is modelled as log1p(seconds)
         value, predicted = float(np.log1p(value)), float(np.log1p(predicted))
     return key, dim, (value - predicted) / float(meta.normaliser.std[key, dim])
 
 
+def served_param_meta(triton: TritonClient, model: str, version: int) -> ParamModelMeta:
+    """One parameter-value model version's metadata, as the server hands it out."""
+    return ParamModelMeta.from_json(model, version, triton.version_meta(model, version))
+
+
 def open_param_model(
     triton: TritonClient,
-    repository: Path,
     model: str = DEEPLOG_PARAMS.name,
     version: int | None = None,
     load: bool = True,
@@ -257,5 +278,5 @@ def open_param_model(
     ready version and follows the server to newer ones (a recalibration swapping one in).
     """
     chosen = triton.bind_version(model, version, load)
-    meta = ParamModelMeta.load(repository, model, chosen)
-    return ParamModel(triton, meta, repository=repository, pinned=version is not None)
+    meta = served_param_meta(triton, model, chosen)
+    return ParamModel(triton, meta, pinned=version is not None)

@@ -37,7 +37,8 @@ class LogFormat:
     """How to read one system's lines (instances live in ``client/formats.py``).
 
     ``pattern`` splits a raw line into named header fields and ``content``; ``clock`` turns the
-    header into seconds (for time gaps); ``sessions`` names the sessions a parsed line belongs to.
+    header into seconds (for time gaps and idle sessions), raising ValueError on a header it
+    cannot read; ``sessions`` names the sessions a parsed line belongs to.
     """
 
     name: str
@@ -45,6 +46,11 @@ class LogFormat:
     clock: Callable[[dict[str, str]], float]
     sessions: Callable[[ParsedLine], list[str]]
     clock_resolution: float  # seconds per clock tick: a measured gap is off by up to one tick
+    # How long a session may stay quiet and still be open (event seconds): long enough for the
+    # system's slowest normal step (HDFS deletes a block hours after writing it).
+    session_idle_s: float = 600.0
+    # A template (matched against the learnt template text) that ends a session, if any.
+    end_rule: re.Pattern[str] | None = None
 
 
 @dataclass
@@ -113,6 +119,11 @@ class LogParser:
     @staticmethod
     def _group(tokens: list[str]) -> tuple[int, str]:
         return len(tokens), tokens[0] if tokens else ""
+
+    def refuse(self, line_no: int, reason: str) -> None:
+        """A line the source could not hand on (e.g. too long to read whole), counted here."""
+        self.stats.lines += 1
+        self.stats.reject(line_no, reason)
 
     def parse(self, raw: bytes | str, line_no: int) -> ParsedLine | None:
         """One line; None (and a counted reason) when it is malformed."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from export.repository import VersionMismatch
+from export.contract.errors import VersionMismatch
 
 
 class VersionedMeta(Protocol):

@@ -1,27 +1,37 @@
 """The one wrapper around tritonclient's gRPC client.
 
-An outage is retried with backoff and, if it outlasts the retry budget, raised as
-ServerUnavailable: a request is never silently dropped. Other server errors (bad input, unknown
-model) are raised at once as InferenceError.
+An outage is retried with backoff for up to ``RetryPolicy.retry_for_s`` and, if it lasts
+longer, raised as ServerUnavailable: a request is never silently dropped. A restarted server
+answers "unknown model" or "not ready" until it has loaded its models again; for a model this
+client has been answered by before, that is part of the outage and retried too. Other server
+errors (bad input, unknown model) are raised at once as InferenceError.
+
+Everything the client needs of a model version comes from the server: ``version_meta`` asks
+the ``model_meta`` model for the version's meta.json, so the client needs only the address.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from export.repository import VersionMismatch
+from export.contract.errors import VersionMismatch
+from export.contract.specs import MODEL_META
 
 RETRYABLE = {
     "StatusCode.UNAVAILABLE",
     "StatusCode.DEADLINE_EXCEEDED",
     "StatusCode.RESOURCE_EXHAUSTED",
 }
+# What a server that is (re)starting says of a model it has not loaded yet.
+NOT_LOADED = ("unknown model", "is not ready", "is not found", "failed to find model")
 
 
 class ServerUnavailable(RuntimeError):
@@ -32,14 +42,28 @@ class InferenceError(RuntimeError):
     """The server answered with an error that retrying will not fix."""
 
 
+class NotServed(RuntimeError):
+    """The server has no ready version of a model the client needs."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 6
+    """Backoff from ``first_delay_s``, doubling up to ``max_delay_s``, for ``retry_for_s`` in
+    all. The default outlasts a full restart of the embedded server here (about 10 s to serve
+    every model again) with a wide margin."""
+
+    retry_for_s: float = 60.0
     first_delay_s: float = 0.2
     max_delay_s: float = 5.0
 
     def delays(self) -> list[float]:
-        return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts - 1)]
+        delays, total = [], 0.0
+        while total < self.retry_for_s:
+            delay = min(self.first_delay_s * 2 ** len(delays), self.max_delay_s)
+            delay = min(delay, self.retry_for_s - total)
+            delays.append(delay)
+            total += delay
+        return delays
 
 
 @dataclass(frozen=True)
@@ -49,28 +73,56 @@ class InferResult:
 
 
 class TritonClient:
-    def __init__(self, url: str, retry: RetryPolicy | None = None, timeout_s: float = 60.0) -> None:
+    """``observe(model, seconds)``, where given, is told how long each answered request took
+    (the client's request-latency metric)."""
+
+    def __init__(
+        self,
+        url: str,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 60.0,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.url = url
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
+        self.observe = observe
         self._client = grpcclient.InferenceServerClient(url=url)
         self.retries = 0  # how many times a call was retried, for reporting
+        self._answered: set[str] = set()  # models that answered: "not loaded" means restarting
 
-    def _call(self, what: str, fn, *args, **kwargs):
+    def _call(self, what: str, fn, *args, model: str | None = None, **kwargs):
         last: Exception | None = None
+        started = time.monotonic()
         for delay in [*self.retry.delays(), None]:
             try:
                 return fn(*args, **kwargs)
             except InferenceServerException as exc:
-                if str(exc.status()) not in RETRYABLE:
+                if not self._retryable(exc, model):
                     raise InferenceError(f"{what}: {exc.message()}") from exc
                 last = exc
             if delay is not None:
                 self.retries += 1
                 time.sleep(delay)
         raise ServerUnavailable(
-            f"{what}: Triton at {self.url} unavailable after {self.retry.attempts} attempts: {last}"
+            f"{what}: Triton at {self.url} unavailable for {time.monotonic() - started:.0f} s "
+            f"(--retry-for {self.retry.retry_for_s:g}): {last}"
         )
+
+    def _retryable(self, exc: InferenceServerException, model: str | None) -> bool:
+        if str(exc.status()) in RETRYABLE:
+            return True
+        message = (exc.message() or "").lower()
+        if model not in self._answered or not any(text in message for text in NOT_LOADED):
+            return False
+        # A model that answered before is unknown now: a restarted server that has not loaded
+        # it yet (wait for it), unless the server serves it and the request named a version
+        # it does not have (an error of the caller's).
+        try:
+            index = self._client.get_model_repository_index()
+        except InferenceServerException:
+            return True
+        return not any(m.name == model and m.state == "READY" for m in index.models)
 
     def is_ready(self) -> bool:
         try:
@@ -106,15 +158,20 @@ class TritonClient:
     ) -> InferResult:
         """One request; ``version`` pins it, so the answer comes from that version or not at all."""
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        started = time.perf_counter()
         result = self._call(
             f"infer {model}",
             self._client.infer,
             model,
             _tensors(inputs),
+            model=model,
             model_version="" if version is None else str(version),
             outputs=requested,
             client_timeout=self.timeout_s,
         )
+        self._answered.add(model)
+        if self.observe is not None:
+            self.observe(model, time.perf_counter() - started)
         answered = result.get_response().model_version
         if version is not None and answered != str(version):
             raise VersionMismatch(f"asked {model} v{version}, answered by v{answered}")
@@ -175,14 +232,24 @@ class TritonClient:
         parts = self.infer_parts(model, inputs, outputs, version, max_batch)
         return {name: np.concatenate([p.outputs[name] for p in parts]) for name in outputs}
 
+    def version_meta(self, model: str, version: int) -> dict[str, Any]:
+        """The meta.json of one version of ``model``, from the server (``model_meta``)."""
+        inputs = {
+            "MODEL": np.array([model.encode("utf-8")], dtype=object),
+            "VERSION": np.array([version], dtype=np.int64),
+        }
+        out = self.infer(MODEL_META.name, inputs, MODEL_META.output_names).outputs["META"]
+        return json.loads(bytes(out.reshape(-1)[0]).decode("utf-8"))
+
     def bind_version(self, model: str, version: int | None = None, load: bool = True) -> int:
         """Ask the server to load ``model`` (unless ``load`` is False), then return ``version``
         if it is ready, or the newest ready version when none is named."""
         if load:
             self.load_model(model)
+            self.load_model(MODEL_META.name)  # how the caller reads the version's metadata
         ready = self.ready_versions(model)
         if not ready:
-            raise RuntimeError(f"{model} has no ready version on {self.url}")
+            raise NotServed(f"{model} has no ready version on {self.url}")
         chosen = ready[-1] if version is None else version
         if chosen not in ready:
             raise VersionMismatch(f"{model} v{chosen} is not ready (ready: {ready})")

@@ -21,15 +21,14 @@ from tokenizers import Tokenizer
 from torch.nn import functional
 from transformers import RobertaForMaskedLM
 
+from export.contract.units import NORMAL, count_vectors, unit_text
+from export.contract.vocab import KeyVocabulary
 from export.fitting import EarlyStopping, fit
 from export.gnet import GNet, GNetConfig, LatentClassifier
-from export.log_tokenizer import encode, train_tokenizer, unit_text
+from export.log_tokenizer import encode, train_tokenizer
 from export.metrics import Scores, classification_scores
 from export.snet import SNet, SNetConfig, load_checkpoint, new_encoder, pretrain_mlm, trim
-from export.vnet import VNet, VNetConfig, count_vectors, train_vnet
-from export.vocab import KeyVocabulary
-
-NORMAL = "normal"  # class 0 of every ASGNet model
+from export.vnet import VNet, VNetConfig, train_vnet
 
 
 @dataclass(frozen=True)

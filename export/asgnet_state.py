@@ -19,13 +19,13 @@ from tokenizers import Tokenizer
 from transformers import RobertaConfig, RobertaModel
 
 from export.asgnet import AsgnetConfig, TrainedAsgnet, Units
+from export.contract.metas import read_meta
+from export.contract.specs import ASGNET_GNET, ASGNET_TOKENIZER
+from export.contract.vocab import KeyVocabulary
 from export.gnet import GNet, GNetConfig, LatentClassifier
 from export.log_tokenizer import TOKENIZER_FILE
-from export.repository import read_meta
 from export.snet import SNet, SNetConfig
-from export.specs import ASGNET_GNET, ASGNET_TOKENIZER
 from export.vnet import VNet, VNetConfig
-from export.vocab import KeyVocabulary
 
 STATE_WEIGHTS = "asgnet_state.pt"
 STATE_INFO = "asgnet_state.json"

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.contract.windows import windows_of_sessions
 from export.fitting import fit
-from export.windows import windows_of_sessions
 
 
 @dataclass(frozen=True)

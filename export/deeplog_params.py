@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.contract.metas import Normaliser
 from export.fitting import fit
 
 
@@ -52,22 +53,6 @@ class KeySeries:
 
     key: int
     vectors: np.ndarray
-
-
-@dataclass(frozen=True)
-class Normaliser:
-    """Per-key, per-dimension mean and standard deviation from training data: [keys, width]."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    def apply(self, key: int, vectors: np.ndarray) -> np.ndarray:
-        d = vectors.shape[-1]
-        return (vectors - self.mean[key, :d]) / self.std[key, :d]
-
-    def invert(self, key: int, vectors: np.ndarray) -> np.ndarray:
-        d = vectors.shape[-1]
-        return vectors * self.std[key, :d] + self.mean[key, :d]
 
 
 class ParamLSTM(nn.Module):

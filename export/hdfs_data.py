@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from export.vocab import KeyVocabulary
+from export.contract.vocab import KeyVocabulary
 
 HDFS_EVENTS = {
     "E1": "<*> Adding an already existing block <*>",

@@ -20,11 +20,6 @@ SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def unit_text(templates: Sequence[str]) -> str:
-    """A unit's log text: its templates in order, one per line."""
-    return "\n".join(templates)
-
-
 def train_tokenizer(
     texts: Iterable[str], vocab_size: int = 2000, max_length: int = 256
 ) -> Tokenizer:

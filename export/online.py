@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from export.contract.windows import windows_of_sessions
 from export.deeplog_keys import KeyLSTM, next_key_loss, worst_ranks
 from export.fitting import fit
-from export.windows import windows_of_sessions
 
 
 @dataclass(frozen=True)

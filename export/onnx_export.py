@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.io_spec import ModelSpec
+from export.contract.io_spec import ModelSpec
 
 
 class ParityError(RuntimeError):

@@ -16,9 +16,13 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from export.contract.io_spec import ModelSpec
+from export.contract.metas import KeyModelMeta, read_meta
+from export.contract.specs import ASGNET_TOKENIZER, DEEPLOG_KEYS, PARAM_FORMATS
+from export.contract.vocab import KeyVocabulary
+from export.contract.windows import windows_of_sessions
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
-from export.deeplog_params import Normaliser, ParamModelConfig, TrainedParamModel
-from export.io_spec import ModelSpec
+from export.deeplog_params import ParamModelConfig, TrainedParamModel
 from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
     check_parity,
@@ -27,41 +31,7 @@ from export.onnx_export import (
     export_torchscript,
     parity_summary,
 )
-from export.repository import read_meta, write_version
-from export.specs import (
-    ASGNET_TOKENIZER,
-    DEEPLOG_KEYS,
-    DEEPLOG_PARAMS,
-    DEEPLOG_PARAMS_TORCHSCRIPT,
-)
-from export.vocab import KeyVocabulary
-from export.windows import windows_of_sessions
-
-
-@dataclass(frozen=True)
-class KeyModelMeta:
-    """What a client needs to talk to one version of deeplog_keys."""
-
-    version: int
-    window: int
-    top_g: int
-    end_marker: bool
-    vocabulary: KeyVocabulary
-
-    @classmethod
-    def load(cls, repository: Path, version: int) -> KeyModelMeta:
-        return cls.from_json(version, read_meta(repository, DEEPLOG_KEYS.name, version))
-
-    @classmethod
-    def from_json(cls, version: int, meta: dict[str, Any]) -> KeyModelMeta:
-        return cls(
-            version=version,
-            window=meta["window"],
-            top_g=meta["top_g"],
-            end_marker=meta["end_marker"],
-            vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
-        )
-
+from export.repository import write_version
 
 WEIGHTS_FILE = "weights.pt"  # PyTorch state dict: what a retrain continues from
 REPLAY_FILE = "replay.npz"  # normal training windows, replayed by the online update
@@ -174,48 +144,6 @@ class KeyVersion:
         check = json.loads((folder / CHECK_NORMAL_FILE).read_text())
         source = raw["check_normal"]["source"]
         return cls(meta, config, model, RetrainData(windows, keys, check, source))
-
-
-@dataclass(frozen=True)
-class ParamModelMeta:
-    """What a client needs to talk to one version of a parameter-value model."""
-
-    model: str
-    version: int
-    window: int
-    width: int
-    confidence: float
-    thresholds: dict[int, list[float]]  # key -> per-dimension bound on |error|, normalised
-    # Bounds above the prediction, where feedback widened them apart from the ones below
-    # (training sets one bound for both sides; recalibration widens only the side it saw).
-    thresholds_above: dict[int, list[float]]
-    normaliser: Normaliser
-    schema: dict[str, Any]  # the client's ParamSchema, as JSON
-    vocabulary: KeyVocabulary
-
-    @classmethod
-    def load(cls, repository: Path, model: str, version: int) -> ParamModelMeta:
-        meta = read_meta(repository, model, version)
-        return cls(
-            model=model,
-            version=version,
-            window=meta["window"],
-            width=meta["width"],
-            confidence=meta["confidence"],
-            thresholds={int(k): v for k, v in meta["thresholds"].items()},
-            thresholds_above={
-                int(k): v for k, v in meta.get("thresholds_above", meta["thresholds"]).items()
-            },
-            normaliser=Normaliser(
-                np.asarray(meta["normaliser"]["mean"], np.float32),
-                np.asarray(meta["normaliser"]["std"], np.float32),
-            ),
-            schema=meta["schema"],
-            vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
-        )
-
-
-PARAM_FORMATS = {"onnx": DEEPLOG_PARAMS, "torchscript": DEEPLOG_PARAMS_TORCHSCRIPT}
 
 
 def publish_param_model(

@@ -1,69 +1,41 @@
-"""Publish a trained ASGNet: tokenizer, S-Net, V-Net and G-Net as versions of one number, the
-similar-incident index beside S-Net, and the ``asgnet`` and ``log_anomaly`` ensembles.
+"""Publish a trained ASGNet: tokenizer, S-Net, V-Net, G-Net and the similar-incident search as
+versions of one number, and the ``asgnet`` and ``log_anomaly`` ensembles.
 
-One number for the four models means a client that reads version N's classes, threshold and
-key vocabulary (in G-Net's meta) knows they belong to the tokenizer and networks of version N.
-The index holds S-Net embeddings, so it lives in (and is versioned with) S-Net's folder; the
-PyTorch state a fine-tune on feedback continues from lives in G-Net's (``asgnet_state``).
+One number for the five models means a client that reads version N's classes, threshold and
+key vocabulary (in G-Net's meta) and index rows (in asgnet_similar's) knows they belong to the
+tokenizer and networks of version N. The search is a model of its own (``NearestUnits``), the
+labelled units' S-Net embeddings inside it, so it runs on the server in the ensemble; the
+PyTorch state a fine-tune on feedback continues from lives in G-Net's folder (``asgnet_state``).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from export.asgnet import TrainedAsgnet, Units, snet_outputs
 from export.asgnet_state import save_state
-from export.log_tokenizer import encode
-from export.onnx_export import check_parity, export_onnx, parity_summary
-from export.publish import publish_tokenizer
-from export.repository import (
-    read_meta,
-    retired_versions,
-    versions,
-    write_ensemble,
-    write_version,
-)
-from export.snet import trim
-from export.specs import (
+from export.contract.specs import (
     ASGNET,
     ASGNET_GNET,
+    ASGNET_SIMILAR,
     ASGNET_SNET,
     ASGNET_TOKENIZER,
     ASGNET_VNET,
     LOG_ANOMALY,
 )
-from export.vocab import KeyVocabulary
+from export.log_tokenizer import encode
+from export.onnx_export import ParityError, check_parity, export_onnx, parity_summary
+from export.publish import publish_tokenizer
+from export.repository import retired_versions, versions, write_ensemble, write_version
+from export.similar_units import NearestUnits
+from export.snet import trim
 
-SIMILAR_INDEX = "similar_units.faiss"
-SIMILAR_UNITS = "similar_units.json"
-ASGNET_MODELS = (ASGNET_TOKENIZER, ASGNET_SNET, ASGNET_VNET, ASGNET_GNET)
-
-
-@dataclass(frozen=True)
-class AsgnetMeta:
-    """What a client needs to build requests for, and read answers of, one ASGNet version."""
-
-    version: int
-    classes: tuple[str, ...]
-    threshold: float
-    vocabulary: KeyVocabulary  # the count vector's key ids (V-Net's input width)
-
-    @classmethod
-    def load(cls, repository: Path, version: int) -> AsgnetMeta:
-        meta = read_meta(repository, ASGNET_GNET.name, version)
-        return cls(
-            version=version,
-            classes=tuple(meta["classes"]),
-            threshold=meta["threshold"],
-            vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
-        )
+ASGNET_MODELS = (ASGNET_TOKENIZER, ASGNET_SNET, ASGNET_VNET, ASGNET_GNET, ASGNET_SIMILAR)
 
 
 def _export(module: torch.nn.Module, spec, probe: dict[str, np.ndarray], folder: Path) -> dict:
@@ -73,18 +45,24 @@ def _export(module: torch.nn.Module, spec, probe: dict[str, np.ndarray], folder:
     return parity_summary(check_parity(module, spec, probe, path))
 
 
-def write_similar_index(
-    features: np.ndarray, units: Units, classes: tuple[str, ...], folder: Path
-) -> None:
-    """Exact L2 index over the labelled units' S-Net embeddings, with who each row is."""
-    index = faiss.IndexFlatL2(features.shape[1])
-    index.add(np.ascontiguousarray(features, dtype=np.float32))
-    faiss.write_index(index, str(folder / SIMILAR_INDEX))
+def similar_index_meta(units: Units, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Who each row of the similar-incident index is, as asgnet_similar's meta.json says it."""
     rows = [
         {"unit": name, "label": classes[label], "occurrences": int(weight)}
         for name, label, weight in zip(units.names, units.labels, units.weights, strict=True)
     ]
-    (folder / SIMILAR_UNITS).write_text(json.dumps(rows, ensure_ascii=False))
+    return {"units": rows}
+
+
+def check_similar_rows(path: Path, indexed: np.ndarray, probes: int = 256) -> None:
+    """The exported search names, for each probe, rows whose distance (recomputed here) is the
+    distance it reports: parity on row ids alone would fail on ties, which come in any order."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    features = indexed[:probes]
+    rows, distances = session.run(ASGNET_SIMILAR.output_names, {"FEATURES": features})
+    recomputed = ((features[:, None, :] - indexed[rows]) ** 2).sum(axis=2)
+    if not np.allclose(recomputed, distances, atol=ASGNET_SIMILAR.atol, rtol=1e-4):
+        raise ParityError(f"{ASGNET_SIMILAR.name}: rows and distances disagree")
 
 
 def publish_asgnet(
@@ -131,8 +109,14 @@ def publish_asgnet(
         parity = _export(
             trained.snet, ASGNET_SNET, {"INPUT_IDS": ids, "ATTENTION_MASK": attention}, folder
         )
-        write_similar_index(features.numpy(), labelled, trained.classes, folder)
-        return {"parity": parity, "similar_units": len(labelled), "classes": list(trained.classes)}
+        return {"parity": parity, "classes": list(trained.classes)}
+
+    def fill_similar(folder: Path, _: int) -> dict[str, Any]:
+        indexed = features.numpy()
+        nearest = NearestUnits(indexed).eval()
+        parity = _export(nearest, ASGNET_SIMILAR, {"FEATURES": indexed[:256]}, folder)
+        check_similar_rows(folder / ASGNET_SIMILAR.default_model_filename, indexed)
+        return {"parity": parity, "k": nearest.k, **similar_index_meta(labelled, trained.classes)}
 
     def fill_vnet(folder: Path, _: int) -> dict[str, Any]:
         parity = _export(trained.vnet, ASGNET_VNET, {"COUNTS": counts[:256]}, folder)
@@ -152,6 +136,7 @@ def publish_asgnet(
     write_version(repository, ASGNET_SNET, fill_snet, keep, version)
     write_version(repository, ASGNET_VNET, fill_vnet, keep, version)
     write_version(repository, ASGNET_GNET, fill_gnet, keep, version)
+    write_version(repository, ASGNET_SIMILAR, fill_similar, keep, version)
     write_ensemble(repository, ASGNET)
     write_ensemble(repository, LOG_ANOMALY)
     return version

@@ -17,10 +17,11 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.io_spec import ModelSpec, TensorSpec
+from export.contract.io_spec import ModelSpec, TensorSpec
+from export.contract.metas import META_FILE
+from export.contract.specs import MODEL_META
 
 CONFIG_FILE = "config.pbtxt"
-META_FILE = "meta.json"
 
 
 class ConfigError(ValueError):
@@ -60,7 +61,8 @@ def model_config(spec: ModelSpec) -> mc.ModelConfig:
 
 def config_text(spec: ModelSpec) -> str:
     header = (
-        f"# Written by export/repository.py from export/specs.py ({spec.name}); edit the spec.\n"
+        f"# Written by export/repository.py from export/contract/specs.py ({spec.name}); "
+        "edit the spec.\n"
     )
     return header + text_format.MessageToString(model_config(spec))
 
@@ -81,6 +83,23 @@ def write_config(repository: Path, spec: ModelSpec) -> Path:
         raise ConfigError(f"{path}: config does not survive a round trip through text_format")
     path.write_text(text)
     return path
+
+
+META_MODEL_SOURCE = Path(__file__).parent / "triton_models" / "model_meta.py"
+
+
+def write_meta_model(repository: Path) -> Path:
+    """The ``model_meta`` model (every version's meta.json over gRPC) as version 1; its
+    model.py is replaced in one rename when the source changed, else left alone."""
+    write_config(repository, MODEL_META)
+    target = repository / MODEL_META.name / "1" / MODEL_META.default_model_filename
+    source = META_MODEL_SOURCE.read_bytes()
+    if not target.exists() or target.read_bytes() != source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.{os.getpid()}")
+        staging.write_bytes(source)
+        os.replace(staging, target)
+    return target
 
 
 def write_ensemble(repository: Path, spec: ModelSpec) -> Path:
@@ -202,6 +221,7 @@ def write_version(
     published together share one number.
     """
     write_config(repository, spec)
+    write_meta_model(repository)  # how clients read the metadata written below
     _remove_abandoned_staging(repository / spec.name)
     # Retired numbers count too: a number once served always means the same weights.
     newest = max(
@@ -227,20 +247,3 @@ def write_version(
         raise
     prune_versions(repository, spec.name, keep)
     return version
-
-
-def read_meta(repository: Path, model: str, version: int) -> dict[str, Any]:
-    """The metadata written with one version; checks it really belongs to that version."""
-    path = repository / model / str(version) / META_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: version {version} of {model} has no metadata")
-    meta = json.loads(path.read_text())
-    if meta.get("model") != model or meta.get("version") != version:
-        raise VersionMismatch(
-            f"{path} describes {meta.get('model')} v{meta.get('version')}, not {model} v{version}"
-        )
-    return meta
-
-
-class VersionMismatch(RuntimeError):
-    """Metadata (vocabulary, thresholds) paired with a model version it does not belong to."""

@@ -10,7 +10,6 @@ Training is unsupervised (the ELBO: reconstruction error plus the KL divergence 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,15 +28,6 @@ class VNetConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     seed: int = 0
-
-
-def count_vectors(units: Sequence[Sequence[int]], size: int) -> np.ndarray:
-    """[n, size] float32 log1p(key counts) of each unit; keys outside [0, size) are dropped."""
-    out = np.zeros((len(units), size), dtype=np.float32)
-    for row, unit in enumerate(units):
-        keys = np.asarray([k for k in unit if 0 <= k < size], dtype=np.int64)
-        out[row] = np.bincount(keys, minlength=size)[:size]
-    return np.log1p(out)
 
 
 class VNet(nn.Module):

@@ -7,6 +7,7 @@ awaited on the health endpoint, and it is stopped by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -219,6 +220,9 @@ class TritonServer:
                 stdin=subprocess.DEVNULL,
                 env=server_environment(install),
                 preexec_fn=_die_with_parent,
+                # Its own process group: the Python backend stubs it forks are in it too, so
+                # kill() can end the server and every stub together.
+                start_new_session=True,
             )
         self._await_ready()
         return self
@@ -279,6 +283,16 @@ class TritonServer:
                 self.process.wait(timeout=10)
         self.process = None
         shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its backend stubs (its process group), as a crash would end
+        it, and reap it. A later start() on the same ports is a restart."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
 
     def __enter__(self) -> TritonServer:
         return self.start()

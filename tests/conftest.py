@@ -92,7 +92,7 @@ def tiny_asgnet(hdfs_dir, tiny_asgnet_config):
     integration tests export, serve and compare."""
     import numpy as np
 
-    from client.evaluate_asgnet import hdfs_dataset
+    from benchmarks.evaluations.asgnet import hdfs_dataset
     from export.asgnet import Units, stratified_split, train_asgnet
 
     data = hdfs_dataset(hdfs_dir.parent)

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from client.demo import DemoConfig
 from client.detection import KeyModel, open_key_model
+from client.ops.demo import DemoConfig
+from client.ops.training import Corpus, learn_corpus, train_and_publish
+from client.ops.workload import WorkloadConfig, generate_workload
 from client.param_detection import ParamModel, open_param_model
-from client.training import Corpus, learn_corpus, train_and_publish
 from client.triton_client import TritonClient
-from client.workload import WorkloadConfig, generate_workload
+from export.contract.specs import ASGNET, LOG_ANOMALY, PARAM_FORMATS
 from export.deeplog_keys import KeyModelConfig
 from export.deeplog_params import ParamModelConfig, train_param_model
 from export.hdfs_data import hdfs_vocabulary, read_key_sessions
-from export.publish import PARAM_FORMATS, publish_param_model
+from export.publish import publish_param_model
 from export.publish_asgnet import publish_asgnet
-from export.specs import ASGNET, LOG_ANOMALY
 from server_config.launcher import TritonServer
 
 
@@ -68,7 +68,7 @@ def hdfs_model(hdfs_dir, repository, triton) -> KeyModel:
         KeyModelConfig(top_g=None),
         source="hdfs_train (tests)",
     )
-    return open_key_model(triton, repository, version)
+    return open_key_model(triton, version)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +86,7 @@ def workload_model(repository, triton, demo_corpus) -> KeyModel:
     version = train_and_publish(
         demo_corpus.sessions, demo_corpus.vocabulary, repository, config, source="workload"
     )
-    return open_key_model(triton, repository, version)
+    return open_key_model(triton, version)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +107,7 @@ def param_models(repository, triton, demo_corpus) -> dict[str, ParamModel]:
             repository,
             export_format,
         )
-        served[export_format] = open_param_model(triton, repository, spec.name, version)
+        served[export_format] = open_param_model(triton, spec.name, version)
     return served
 
 

@@ -4,13 +4,15 @@
 import numpy as np
 import pytest
 
+from client.alerts import Check
+from client.detection import PartResult
 from client.log_anomaly import TEXT_BYTES, SessionDetector, open_log_anomaly
 from client.triton_client import InferenceError
 from export.asgnet import predict
+from export.contract.specs import ASGNET, ASGNET_TOKENIZER, DEEPLOG_KEYS
+from export.contract.windows import session_windows
 from export.hdfs_data import read_key_sessions
 from export.log_tokenizer import encode
-from export.specs import ASGNET, ASGNET_TOKENIZER, DEEPLOG_KEYS
-from export.windows import session_windows
 
 UNITS = 32
 
@@ -78,7 +80,7 @@ def abnormal_sessions(hdfs_dir, hdfs_model) -> list[list[int]]:
 def test_log_anomaly_gives_deeplog_and_asgnet_answers_in_one_request(
     triton, repository, hdfs_model, asgnet_release, abnormal_sessions
 ):
-    model = open_log_anomaly(triton, hdfs_model, repository)
+    model = open_log_anomaly(triton, hdfs_model)
     assert model.meta.version == asgnet_release
     meta = hdfs_model.meta
     for keys in abnormal_sessions:
@@ -98,7 +100,7 @@ def test_log_anomaly_gives_deeplog_and_asgnet_answers_in_one_request(
 def test_a_session_longer_than_one_batch_is_checked_whole(
     triton, repository, hdfs_model, asgnet_release, abnormal_sessions
 ):
-    model = open_log_anomaly(triton, hdfs_model, repository, load=False)
+    model = open_log_anomaly(triton, hdfs_model, load=False)
     keys = (abnormal_sessions[0] * 2000)[: DEEPLOG_KEYS.max_batch_size + 500]
     result = model.check(keys)
     windows, next_keys = session_windows(keys, hdfs_model.meta.window, hdfs_model.meta.end_marker)
@@ -112,17 +114,21 @@ def test_a_session_longer_than_one_batch_is_checked_whole(
 def test_sessions_diagnosed_abnormal_raise_alerts_with_similar_past_units(
     triton, repository, hdfs_model, asgnet_release, abnormal_sessions
 ):
-    detector = SessionDetector(open_log_anomaly(triton, hdfs_model, repository, load=False))
+    detector = SessionDetector(open_log_anomaly(triton, hdfs_model, load=False))
     for n, keys in enumerate(abnormal_sessions):
         for position, key in enumerate(keys):
             detector.push(f"blk_{n}", key, line=1000 * n + position)
-    alerts = detector.close_all()
-    diagnosed = {s for s, label in detector.diagnoses().items() if label != "normal"}
-    diagnoses = [a for a in alerts if a.check == "diagnosis"]
+        detector.close(f"blk_{n}")
+    found = detector.flush()
+    alerts = [a for a in found if not isinstance(a, PartResult)]
+    results = {r.session: r for r in found if isinstance(r, PartResult)}
+    assert len(results) == len(abnormal_sessions)  # one result per session, after its alerts
+    diagnosed = {s for s, r in results.items() if r.diagnosis != "normal"}
+    diagnoses = [a for a in alerts if a.check is Check.DIAGNOSIS]
     assert {a.session for a in diagnoses} == diagnosed
     assert diagnosed, "the small model should call some of these abnormal sessions abnormal"
     for alert in diagnoses:
         assert alert.similar and all(s.label in ("normal", "anomaly") for s in alert.similar)
         assert alert.lines[0] == 1000 * int(alert.session.split("_")[1])
-    key_alerts = [a for a in alerts if a.check == "log_key"]
-    assert {a.session for a in key_alerts} == {s for s, bad in detector.verdicts().items() if bad}
+    key_alerts = [a for a in alerts if a.check is Check.LOG_KEY]
+    assert {a.session for a in key_alerts} == {s for s, r in results.items() if r.abnormal}

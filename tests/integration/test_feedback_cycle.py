@@ -15,24 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from client.alerts import Alert, KeyRef
+from client.alerts import Check, KeyAlert, KeyReason, KeyRef, alert_id
 from client.cli import main
-from client.demo import DemoConfig
-from client.detection import open_key_model
-from client.feedback import FALSE_POSITIVE, FeedbackStore, alert_id
+from client.detection import PartResult, open_key_model
+from client.feedback import FALSE_POSITIVE, FeedbackStore
 from client.log_anomaly import SessionDetector, open_log_anomaly
-from client.retrain import LoadFailed, swap_in
-from client.training import labelled_units, train_and_publish, train_and_publish_asgnet
+from client.ops.demo import DemoConfig
+from client.ops.retrain import LoadFailed, swap_in
+from client.ops.training import labelled_units, train_and_publish, train_and_publish_asgnet
+from client.ops.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
 from client.triton_client import TritonClient
-from client.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
-from export.asgnet import NORMAL
+from export.contract.errors import VersionMismatch
+from export.contract.metas import AsgnetMeta, IndexedUnit, KeyModelMeta
+from export.contract.specs import DEEPLOG_KEYS, LOG_ANOMALY
+from export.contract.units import NORMAL
+from export.contract.vocab import KeyVocabulary
+from export.contract.windows import session_windows
 from export.deeplog_keys import KeyModelConfig
-from export.publish import KeyModelMeta
-from export.publish_asgnet import ASGNET_MODELS, SIMILAR_UNITS
-from export.repository import VersionMismatch, retired_versions, versions
-from export.specs import ASGNET_SNET, DEEPLOG_KEYS, LOG_ANOMALY
-from export.vocab import KeyVocabulary
-from export.windows import session_windows
+from export.publish_asgnet import ASGNET_MODELS
+from export.repository import retired_versions, versions
 from server_config.launcher import TritonServer
 
 
@@ -59,7 +60,8 @@ def normal_log(tmp_path_factory):
 
 
 def _detect(capsys, log, url, repository, store, asgnet: bool = False) -> list[dict]:
-    argv = ["detect", str(log), "--url", url, "--repository", str(repository)]
+    """``detect`` as a user runs it: the server's address only, no repository."""
+    argv = ["detect", str(log), "--url", url, "--metrics-port", "0"]
     assert main([*argv, "--store", str(store), *([] if asgnet else ["--no-asgnet"])]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
@@ -110,7 +112,7 @@ def test_requests_keep_being_answered_while_versions_are_swapped(served, demo_co
     unloads old ones: no request fails and every session gets exactly one verdict."""
     repository, server = served
     triton = TritonClient(server.grpc_url)
-    model = open_key_model(triton, repository)
+    model = open_key_model(triton)
     sessions = demo_corpus.sessions[:200]
     verdicts: dict[int, list[int]] = {}
     errors: list[BaseException] = []
@@ -159,12 +161,11 @@ def _flag_one_false_positive(
     (written straight into the store: this test is about the interruption, not detection)."""
     meta = KeyModelMeta.load(repository, version)
     actual = KeyRef(keys[-1], meta.vocabulary.name(keys[-1]), "")
-    alert = Alert(
+    alert = KeyAlert(
         session,
         len(keys) - 1,
         None,
-        "log_key",
-        "not_in_top_g",
+        KeyReason.NOT_IN_TOP_G,
         actual,
         9,
         (),
@@ -203,7 +204,7 @@ def test_a_retrain_killed_midway_leaves_repository_and_serving_version_intact(
 
     assert versions(repository, DEEPLOG_KEYS.name) == present
     assert triton.ready_versions(DEEPLOG_KEYS.name) == serving
-    model = open_key_model(triton, repository)
+    model = open_key_model(triton)
     windows, next_keys = session_windows([1, 2, 3], model.meta.window, model.meta.end_marker)
     assert model.score(windows, next_keys).version.tolist() == [serving[-1]] * len(next_keys)
 
@@ -228,7 +229,7 @@ def test_a_version_the_server_refuses_is_retired_and_the_old_one_keeps_serving(s
     assert broken not in versions(repository, DEEPLOG_KEYS.name)
     assert broken in retired_versions(repository, DEEPLOG_KEYS.name)
     assert triton.ready_versions(DEEPLOG_KEYS.name)[-1] == serving
-    model = open_key_model(triton, repository)
+    model = open_key_model(triton)
     windows, next_keys = session_windows([1, 2, 3], model.meta.window, model.meta.end_marker)
     assert set(model.score(windows, next_keys).version.tolist()) == {serving}
     triton.close()
@@ -308,9 +309,7 @@ def test_a_diagnosis_marked_false_positive_is_learnt_and_served_as_one_release(
     assert main([*feedback, "false-positive", first["id"]]) == 0
     triton = TritonClient(url)
     # A client started before the retrain (both models here speak the demo's key ids).
-    running = SessionDetector(
-        open_log_anomaly(triton, open_key_model(triton, repository), repository)
-    )
+    running = SessionDetector(open_log_anomaly(triton, open_key_model(triton)))
     with FeedbackStore(store) as kept:
         keys = kept.alert(first["id"]).session_keys
     argv = ["--url", url, "--repository", str(repository), "--store", str(store)]
@@ -325,9 +324,9 @@ def test_a_diagnosis_marked_false_positive_is_learnt_and_served_as_one_release(
 
     for spec in ASGNET_MODELS:  # one release: all four at the new number, the old one beside
         assert triton.ready_versions(spec.name) == [old, old + 1], spec.name
-    index = repository / ASGNET_SNET.name / str(old + 1) / SIMILAR_UNITS
-    fed_back = [r for r in json.loads(index.read_text()) if r["unit"].startswith("feedback #")]
-    assert fed_back == [{"unit": fed_back[0]["unit"], "label": NORMAL, "occurrences": 1}]
+    indexed = AsgnetMeta.load(repository, old + 1).indexed
+    fed_back = [u for u in indexed if u.unit.startswith("feedback #")]
+    assert fed_back == [IndexedUnit(fed_back[0].unit, NORMAL, 1)]
 
     session = _session_log(normal_log, first["session"], tmp_path / "session.log")
     again = _detect(capsys, session, url, repository, tmp_path / "second.sqlite", asgnet=True)
@@ -336,7 +335,8 @@ def test_a_diagnosis_marked_false_positive_is_learnt_and_served_as_one_release(
         assert kept.pending(LOG_ANOMALY.name) == []
     for position, key in enumerate(keys):
         running.push(first["session"], key, position)
-    assert [a for a in running.close_all() if a.check == "diagnosis"] == []
+    running.close(first["session"])
+    assert [a for a in running.flush() if getattr(a, "check", None) is Check.DIAGNOSIS] == []
     assert running.model.meta.version == old + 1, "the running client moved to the new release"
 
     assert main(["rollback", "asgnet", "--url", url, "--repository", str(repository)]) == 0
@@ -358,9 +358,7 @@ def test_through_log_anomaly_each_answer_is_read_with_the_key_version_the_ensemb
     repository, server = served
     triton = TritonClient(server.grpc_url)
     old = triton.ready_versions(DEEPLOG_KEYS.name)[-1]
-    running = SessionDetector(
-        open_log_anomaly(triton, open_key_model(triton, repository), repository, load=False)
-    )
+    running = SessionDetector(open_log_anomaly(triton, open_key_model(triton), load=False))
     demo = DemoConfig()
     config = KeyModelConfig(top_g=demo.top_g, epochs=1, seed=demo.seed)
     sessions, vocabulary = demo_corpus.sessions[:300], demo_corpus.vocabulary
@@ -373,13 +371,15 @@ def test_through_log_anomaly_each_answer_is_read_with_the_key_version_the_ensemb
     def check(session: str) -> list:
         for position, key in enumerate(sessions[0]):
             running.push(session, key, position)
-        return running.close_all()
+        running.close(session)
+        return running.flush()
 
     retrained = publish(vocabulary)
-    check("blk_after_retrain")
-    assert set(running.results["blk_after_retrain"].scores.version.tolist()) == {retrained}
+    assert any(isinstance(r, PartResult) for r in check("blk_after_retrain"))
+    # The answer was read with the version the ensemble ran, checked unchanged after it.
+    assert running.model.key_meta.version == retrained
     with pytest.raises(VersionMismatch, match=f"runs the newest deeplog_keys, v{retrained}"):
-        open_log_anomaly(triton, open_key_model(triton, repository, old), repository, load=False)
+        open_log_anomaly(triton, open_key_model(triton, old), load=False)
 
     other_keys = KeyVocabulary((*vocabulary.names, "X"), (*vocabulary.templates, "new <*>"))
     stranger = publish(other_keys)

@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 
 from client.detection import KeyModel, open_key_model
+from export.contract.errors import VersionMismatch
+from export.contract.specs import DEEPLOG_KEYS
+from export.contract.vocab import UNKNOWN
+from export.contract.windows import session_windows
 from export.hdfs_data import read_key_sessions, read_labelled_sessions
-from export.repository import VersionMismatch
-from export.specs import DEEPLOG_KEYS
-from export.vocab import UNKNOWN
-from export.windows import session_windows
 
 
 def _keys(model: KeyModel, session: list[str]) -> list[int]:
@@ -76,4 +76,4 @@ def test_triton_answers_exactly_what_the_exported_model_computes(hdfs_model, rep
 
 def test_a_version_that_is_not_served_is_refused(hdfs_model, triton, repository):
     with pytest.raises(VersionMismatch, match="not ready"):
-        open_key_model(triton, repository, version=hdfs_model.meta.version + 100, load=False)
+        open_key_model(triton, version=hdfs_model.meta.version + 100, load=False)

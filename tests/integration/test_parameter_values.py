@@ -5,13 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackStore, alert_id
+from client.alerts import Check, alert_id
+from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackStore
+from client.ops.retrain import recalibrate_params
+from client.ops.workload import WorkloadConfig, generate_workload
 from client.param_detection import ParamModel, open_param_model
 from client.pipeline import detect_stream
-from client.retrain import recalibrate_params
-from client.workload import WorkloadConfig, generate_workload
-from export.repository import VersionMismatch
-from export.vocab import KeyVocabulary
+from export.contract.errors import VersionMismatch
+from export.contract.vocab import KeyVocabulary
 
 SLOW = WorkloadConfig(blocks=300, anomaly_rate=0.1, seed=21, slowdown=10.0)
 
@@ -32,18 +33,23 @@ def test_slow_transfers_are_caught_by_the_parameter_check_alone(
     param_models, workload_model, export_format
 ):
     workload = generate_workload(SLOW)
-    alerts = []
+    alerts, key_flagged = [], set()
     summary = detect_stream(
-        workload.lines, workload_model, alerts.append, params=param_models[export_format]
+        workload.lines,
+        workload_model,
+        alerts.append,
+        params=param_models[export_format],
+        on_verdict=lambda v: v.abnormal and key_flagged.add(v.session),
     )
+    values = [a for a in alerts if a.check is Check.PARAMETER_VALUE]
     slow = {b for b, kind in workload.truth.items() if kind == "slow_transfer"}
     assert slow, "the workload has slow transfers"
-    assert slow <= set(summary.param_sessions)
-    assert not slow & {s for s, bad in summary.verdicts.items() if bad}  # keys look normal
+    assert slow <= {a.session for a in values}
+    assert not slow & key_flagged  # their keys look normal
     normal = {b for b, kind in workload.truth.items() if kind is None}
-    false_alarms = [a for a in alerts if a.check == "parameter_value" and a.session in normal]
+    false_alarms = [a for a in values if a.session in normal]
     assert len(false_alarms) / summary.params_checked < 0.01  # per checked entry
-    slow_alert = next(a for a in alerts if a.check == "parameter_value" and a.session in slow)
+    slow_alert = next(a for a in values if a.session in slow)
     assert slow_alert.dimension == "gap_s"
     assert slow_alert.value > slow_alert.accepted_high > slow_alert.predicted
 
@@ -62,18 +68,17 @@ def test_false_positive_values_fed_back_widen_the_bounds_of_a_new_served_version
     """Run last in this file: it publishes deeplog_params' next version (the one the other
     tests are bound to stays loaded beside it)."""
     onnx = param_models["onnx"]
-    running = open_param_model(triton, repository, onnx.meta.model)  # follows the server
+    running = open_param_model(triton, onnx.meta.model)  # follows the server
     workload = generate_workload(replace(SLOW, seed=5, blocks=600))
     alerts: list = []
-    summary = detect_stream(
-        workload.lines, workload_model, alerts.append, params=onnx, keep_keys=True
-    )
-    values = [a for a in alerts if a.check == "parameter_value"]
+    detect_stream(workload.lines, workload_model, alerts.append, params=onnx)
+    values = [a for a in alerts if a.check is Check.PARAMETER_VALUE]
     normal = [a for a in values if workload.truth[a.session] is None]
     slow = [a for a in values if workload.truth[a.session] == "slow_transfer"]
     assert normal and slow, "some normal entries are flagged, and the slow transfers are"
     with FeedbackStore(tmp_path / "feedback.sqlite") as store:
-        store.record(values, summary.alerted_keys, onnx.meta.vocabulary.fingerprint)
+        # As detect records them: a value's feedback is learnt from the alert alone.
+        store.record(values, {a.session: [] for a in values}, onnx.meta.vocabulary.fingerprint)
         for alert in normal:
             store.give(alert_id(alert), FALSE_POSITIVE)
         store.give(alert_id(slow[0]), CONFIRMED)
@@ -87,8 +92,9 @@ def test_false_positive_values_fed_back_widen_the_bounds_of_a_new_served_version
 
     again: list = []  # the client opened before the recalibration, now answered by the new one
     detect_stream(workload.lines, workload_model, again.append, params=running)
-    assert {a.model_version for a in again if a.check == "parameter_value"} == {result.new_version}
-    flagged = {(a.session, a.line) for a in again if a.check == "parameter_value"}
+    values = [a for a in again if a.check is Check.PARAMETER_VALUE]
+    assert {a.model_version for a in values} == {result.new_version}
+    flagged = {(a.session, a.line) for a in values}
     assert not flagged & {(a.session, a.line) for a in normal}, "the fed-back values pass"
     assert {a.session for a in slow} <= {s for s, _ in flagged}, "slow transfers still flagged"
     assert (repository / onnx.meta.model / str(onnx.meta.version) / "model.onnx").read_bytes() == (

@@ -40,16 +40,17 @@ def test_stop_ends_the_server_by_its_pid(tmp_path):
 
 def test_an_unreachable_server_is_reported_after_retries_never_dropped():
     (port,) = free_ports(1)
-    client = TritonClient(f"127.0.0.1:{port}", RetryPolicy(attempts=3, first_delay_s=0.05))
-    with pytest.raises(ServerUnavailable, match="after 3 attempts"):
+    policy = RetryPolicy(retry_for_s=0.3, first_delay_s=0.05)
+    client = TritonClient(f"127.0.0.1:{port}", policy)
+    with pytest.raises(ServerUnavailable, match="unavailable for 0 s"):
         client.ready_versions("deeplog_keys")
-    assert client.retries == 2
+    assert client.retries == len(policy.delays()) == 3  # 0.05, 0.1, then the last 0.15
 
 
 def test_a_request_during_an_outage_is_retried_until_the_server_is_back(tmp_path):
     ports = ServerPorts(*free_ports(3))
     first = TritonServer(tmp_path, ports=ports).start()
-    client = TritonClient(ports.grpc_url, RetryPolicy(attempts=12, first_delay_s=0.2))
+    client = TritonClient(ports.grpc_url, RetryPolicy(retry_for_s=40, first_delay_s=0.2))
     first.stop()  # outage
     with ThreadPoolExecutor(1) as pool:
         # The request runs in a thread; the server comes back from this one (a server dies with

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from client.triton_client import TritonClient
+from export.contract.specs import DEEPLOG_KEYS, torchscript_variant
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.repository import write_version
-from export.specs import DEEPLOG_KEYS, torchscript_variant
 
 TORCHSCRIPT_KEYS = torchscript_variant(DEEPLOG_KEYS)
 

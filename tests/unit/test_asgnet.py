@@ -1,21 +1,21 @@
 """ASGNet: units and splits, the gate, early stopping, training, export parity, the index."""
 
-import json
 from dataclasses import replace
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
-from client.log_anomaly import SimilarUnits
 from export.asgnet import ABLATION, Units, ablation, predict, stratified_split, train_asgnet
+from export.contract.metas import AsgnetMeta, read_meta
+from export.contract.specs import ASGNET, ASGNET_SIMILAR, LOG_ANOMALY
 from export.fitting import EarlyStopping
 from export.gnet import GNet, GNetConfig
 from export.log_tokenizer import save_tokenizer
 from export.metrics import classification_scores
-from export.publish_asgnet import ASGNET_MODELS, AsgnetMeta, publish_asgnet
-from export.repository import read_meta, versions
-from export.specs import ASGNET, LOG_ANOMALY
+from export.publish_asgnet import ASGNET_MODELS, publish_asgnet
+from export.repository import versions
 
 
 def test_identical_rows_become_one_weighted_unit():
@@ -119,12 +119,14 @@ def test_published_models_share_a_version_agree_with_pytorch_and_index_the_units
     meta = AsgnetMeta.load(tmp_path, version)
     assert meta.classes == trained.classes and meta.vocabulary == trained.vocabulary
 
-    similar = SimilarUnits.load(tmp_path, version)
-    assert similar.index.ntotal == len(train)
+    assert [u.unit for u in meta.indexed] == list(train.names)  # row i is training unit i
+    search = ort.InferenceSession(str(tmp_path / ASGNET_SIMILAR.name / str(version) / "model.onnx"))
     features = predict(trained, train).features
-    nearest = similar.search(features[:5], k=2)
-    for i, found in enumerate(nearest):
-        assert found[0].distance == pytest.approx(0.0, abs=1e-5)  # a unit finds itself first
-        assert found[0].label == trained.classes[train.labels[i]]
-    rows = json.loads((tmp_path / "asgnet_snet" / str(version) / "similar_units.json").read_text())
-    assert rows[0]["unit"] == train.names[0]
+    rows, distances = search.run(ASGNET_SIMILAR.output_names, {"FEATURES": features[:5]})
+    assert rows.shape == distances.shape == (5, 3)
+    assert np.all(np.diff(distances, axis=1) >= 0)  # nearest first
+    for i in range(5):
+        assert distances[i, 0] == pytest.approx(0.0, abs=1e-5)  # a unit finds itself first
+        assert meta.indexed[rows[i, 0]].label == trained.classes[train.labels[i]]
+    expected = ((features[:5, None, :] - features[None]) ** 2).sum(-1)  # what IndexFlatL2 gives
+    np.testing.assert_allclose(distances, np.sort(expected, axis=1)[:, :3], atol=1e-4)

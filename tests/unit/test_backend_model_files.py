@@ -9,10 +9,10 @@ import pytest
 import torch
 from google.protobuf import json_format
 
+from export.contract.specs import DEEPLOG_KEYS
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.onnx_export import export_onnx
 from export.repository import model_config
-from export.specs import DEEPLOG_KEYS
 
 BACKENDS = Path(__file__).resolve().parents[2] / "server_config" / "backends"
 

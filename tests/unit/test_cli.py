@@ -12,19 +12,7 @@ def test_every_command_parses_and_has_a_handler():
     args = parser.parse_args(["train", "normal.log", "--format", "torchscript"])
     assert (args.command, args.format, args.log) == ("train", "torchscript", Path("normal.log"))
     assert parser.parse_args(["detect", "x.log", "--params", "onnx"]).params == "onnx"
-    assert set(COMMANDS) == {
-        "demo",
-        "evaluate-hdfs",
-        "evaluate-feedback",
-        "evaluate-asgnet-feedback",
-        "evaluate-params",
-        "evaluate-asgnet",
-        "train",
-        "detect",
-        "feedback",
-        "retrain",
-        "rollback",
-    }
+    assert set(COMMANDS) == {"demo", "train", "detect", "feedback", "retrain", "rollback"}
     fb = parser.parse_args(["feedback", "confirm", "abc123", "--label", "truncated"])
     assert (fb.action, fb.alert_id, fb.label) == ("confirm", "abc123", "truncated")
 

@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from export.contract.specs import DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT
 from export.deeplog_params import (
     KeySeries,
     ParamModelConfig,
@@ -22,7 +23,6 @@ from export.onnx_export import (
     export_onnx,
     export_torchscript,
 )
-from export.specs import DEEPLOG_PARAMS, DEEPLOG_PARAMS_TORCHSCRIPT
 
 CONFIG = ParamModelConfig(window=4, hidden=16, layers=1, key_embedding=4, epochs=30)
 

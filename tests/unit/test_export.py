@@ -7,11 +7,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from export.contract.metas import KeyModelMeta
+from export.contract.specs import DEEPLOG_KEYS
+from export.contract.vocab import KeyVocabulary
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing, train_key_model
 from export.onnx_export import ParityError, compare_outputs
-from export.publish import KeyModelMeta, RetrainData, publish_key_model
-from export.specs import DEEPLOG_KEYS
-from export.vocab import KeyVocabulary
+from export.publish import RetrainData, publish_key_model
 
 CONFIG = KeyModelConfig(window=4, top_g=3, hidden=16, layers=2, embedding=8, epochs=2)
 VOCAB = KeyVocabulary(names=tuple(f"K{i}" for i in range(6)), templates=tuple("abcdef"))

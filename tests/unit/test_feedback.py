@@ -4,15 +4,15 @@ import sqlite3
 
 import pytest
 
-from client.alerts import Alert, DiagnosisAlert, KeyRef
+from client.alerts import DiagnosisAlert, KeyAlert, KeyReason, KeyRef, alert_id
 from client.cli import main
-from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackError, FeedbackStore, alert_id
+from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackError, FeedbackStore
 
 
-def _alert(session: str, position: int = 3, check: str = "log_key") -> Alert:
+def _alert(session: str, position: int = 3) -> KeyAlert:
     ref = KeyRef(5, "T3", "Receiving block <*>")
-    return Alert(
-        session, position, 10 + position, check, "not_in_top_g", ref, 7, (ref,), "deeplog_keys", 2
+    return KeyAlert(
+        session, position, 10 + position, KeyReason.NOT_IN_TOP_G, ref, 7, (ref,), "deeplog_keys", 2
     )
 
 
@@ -27,7 +27,7 @@ def test_an_alert_is_stored_with_its_session_and_the_version_that_raised_it(stor
     stored = store.alert(alert_id(_alert("blk_1")))
     assert (stored.session, stored.model, stored.model_version) == ("blk_1", "deeplog_keys", 2)
     assert stored.session_keys == [3, 5, 6] and stored.vocabulary == "fp1"
-    assert stored.alert["actual"]["name"] == "T3"
+    assert stored.alert == _alert("blk_1")  # read back as the typed alert it was
 
 
 def test_the_same_alert_recorded_twice_is_stored_once(store):
@@ -56,7 +56,7 @@ def test_unknown_and_duplicate_feedback_are_clear_errors(store):
 def _diagnosis(session: str) -> DiagnosisAlert:
     probabilities = {"normal": 0.2, "write_exception": 0.7, "truncated": 0.1}
     return DiagnosisAlert(
-        session, "diagnosis", "write_exception", 0.7, probabilities, (), (4,), "log_anomaly", 1
+        session, "write_exception", 0.7, probabilities, (), (4,), "log_anomaly", 1
     )
 
 

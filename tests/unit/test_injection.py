@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from client.evaluate_params import _openstack_time, delayed_steps, slow_requests
+from benchmarks.evaluations.params import _openstack_time, delayed_steps, slow_requests
 
 API = (
     b"nova-api.log.1 2017-05-16 00:00:01.000 1 INFO nova.osapi_compute.wsgi.server [-] "

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.contract.units import unit_text
 from export.hdfs_data import HDFS_EVENTS
-from export.log_tokenizer import SPECIAL_TOKENS, encode, save_tokenizer, train_tokenizer, unit_text
+from export.log_tokenizer import SPECIAL_TOKENS, encode, save_tokenizer, train_tokenizer
 from export.publish import TOKENIZER_MODEL_SOURCE
 
 TEMPLATES = list(HDFS_EVENTS.values())

@@ -8,6 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from export.contract.specs import DEEPLOG_KEYS
+from export.contract.vocab import KeyVocabulary
+from export.contract.windows import windows_of_sessions
 from export.deeplog_keys import KeyModelConfig, train_key_model
 from export.online import (
     Acceptance,
@@ -19,9 +22,6 @@ from export.online import (
 )
 from export.publish import KeyVersion, RetrainData, publish_key_model
 from export.repository import prune_versions, retire_version, retired_versions, versions
-from export.specs import DEEPLOG_KEYS
-from export.vocab import KeyVocabulary
-from export.windows import windows_of_sessions
 
 CONFIG = KeyModelConfig(window=3, top_g=2, hidden=32, layers=1, embedding=8, epochs=30)
 VOCAB = KeyVocabulary(names=tuple(f"K{i}" for i in range(8)), templates=tuple("abcdefgh"))

@@ -6,20 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from export.contract.errors import VersionMismatch
+from export.contract.metas import META_FILE, read_meta
+from export.contract.specs import ALL_SPECS, ASGNET, DEEPLOG_KEYS, ENSEMBLES, LOG_ANOMALY
+from export.contract.vocab import UNKNOWN, KeyVocabulary
 from export.repository import (
-    META_FILE,
     ConfigError,
-    VersionMismatch,
     check_ensemble,
     model_config,
     parse_config,
-    read_meta,
     versions,
     write_ensemble,
     write_version,
 )
-from export.specs import ALL_SPECS, ASGNET, DEEPLOG_KEYS, ENSEMBLES, LOG_ANOMALY
-from export.vocab import UNKNOWN, KeyVocabulary
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 STANDARD_BACKENDS = {"onnxruntime", "pytorch", "python", "ensemble"}

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from export.contract.specs import ASGNET_SNET
+from export.contract.units import unit_text
 from export.hdfs_data import HDFS_EVENTS
-from export.log_tokenizer import (
-    SPECIAL_TOKENS,
-    encode,
-    save_tokenizer,
-    train_tokenizer,
-    unit_text,
-)
+from export.log_tokenizer import SPECIAL_TOKENS, encode, save_tokenizer, train_tokenizer
 from export.onnx_export import check_parity, export_onnx
 from export.snet import (
     MASK,
@@ -24,7 +20,6 @@ from export.snet import (
     new_encoder,
     pretrain_mlm,
 )
-from export.specs import ASGNET_SNET
 
 CONFIG = SNetConfig(
     hidden=32,

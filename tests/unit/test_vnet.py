@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from export.contract.specs import ASGNET_VNET
+from export.contract.units import count_vectors
 from export.onnx_export import check_parity, export_onnx
-from export.specs import ASGNET_VNET
-from export.vnet import VNetConfig, count_vectors, train_vnet
+from export.vnet import VNetConfig, train_vnet
 
 CONFIG = VNetConfig(hidden=16, latent=4, epochs=60, batch_size=32)
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from export.vocab import END, START
-from export.windows import WindowStream, session_windows, windows_of_sessions
+from export.contract.vocab import END, START
+from export.contract.windows import WindowStream, session_windows, windows_of_sessions
 
 
 def test_a_short_session_is_padded_with_start_not_skipped():

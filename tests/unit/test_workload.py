@@ -1,8 +1,8 @@
 """The embedded workload generator: HDFS-shaped lines with known truth, reproducible."""
 
 from client.formats import HDFS_FORMAT, hdfs_session_ids
+from client.ops.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
 from client.parsing import LogParser
-from client.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
 
 
 def test_the_same_seed_gives_the_same_log():

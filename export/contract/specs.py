@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from export.io_spec import EnsembleStep, ModelSpec, TensorSpec
+from export.contract.io_spec import EnsembleStep, ModelSpec, TensorSpec
 
 DEEPLOG_KEYS = ModelSpec(
     name="deeplog_keys",
@@ -56,6 +56,8 @@ def torchscript_variant(spec: ModelSpec) -> ModelSpec:
 
 
 DEEPLOG_PARAMS_TORCHSCRIPT = torchscript_variant(DEEPLOG_PARAMS)
+# The parameter-value model by export format (``train --format``, ``detect --params``).
+PARAM_FORMATS = {"onnx": DEEPLOG_PARAMS, "torchscript": DEEPLOG_PARAMS_TORCHSCRIPT}
 
 ASGNET_VNET = ModelSpec(
     name="asgnet_vnet",
@@ -123,6 +125,38 @@ ASGNET_GNET = ModelSpec(
     parameters={"intra_op_thread_count": "1"},
 )
 
+# The similar-incident search: the k labelled training units nearest to a unit's S-Net
+# features (exact squared L2, as faiss's IndexFlatL2), as an ONNX graph holding the indexed
+# embeddings, so the search runs on the server, on the GPU where there is one. The version's
+# meta.json names the units its row ids stand for.
+ASGNET_SIMILAR = ModelSpec(
+    name="asgnet_similar",
+    inputs=(TensorSpec("FEATURES", "float32", (-1,), dynamic_names=("info",)),),
+    outputs=(
+        TensorSpec("SIMILAR_UNITS", "int64", (-1,), dynamic_names=("k",)),  # index rows
+        TensorSpec("SIMILAR_DISTANCES", "float32", (-1,), dynamic_names=("k",)),  # nearest first
+    ),
+    fixed_axes=("info", "k"),
+    max_batch_size=256,
+    # Units at the same distance (texts cut to the same first tokens) come in any order, so
+    # row ids are not compared; publishing checks each returned row's distance instead.
+    max_int_mismatch=1.0,
+    parameters={"intra_op_thread_count": "1"},
+)
+
+# What a client needs of a model version (h, g, vocabulary, bounds, classes: its meta.json),
+# served over gRPC so the client needs only the server's address. One Python model for all:
+# MODEL and VERSION in, the version's meta.json text out.
+MODEL_META = ModelSpec(
+    name="model_meta",
+    backend="python",
+    default_model_filename="model.py",
+    inputs=(TensorSpec("MODEL", "bytes", (1,)), TensorSpec("VERSION", "int64", (1,))),
+    outputs=(TensorSpec("META", "bytes", (1,)),),
+    max_batch_size=0,
+    num_versions=1,
+)
+
 # The four ASGNet models as ensemble steps: text -> tokens -> S-Net; counts -> V-Net; G-Net.
 ASGNET_STEPS = (
     EnsembleStep(
@@ -177,7 +211,9 @@ LOG_ANOMALY = ModelSpec(
         TensorSpec("TOP_PROBS", "float32", (-1, -1)),
         TensorSpec("PROBS", "float32", (-1, -1)),
         TensorSpec("CONFIDENCE", "float32", (-1, 1)),
-        TensorSpec("FEATURES", "float32", (-1, -1)),
+        # The k nearest labelled past units (rows of the version's index) and their distances.
+        TensorSpec("SIMILAR_UNITS", "int64", (-1, -1)),
+        TensorSpec("SIMILAR_DISTANCES", "float32", (-1, -1)),
     ),
     max_batch_size=0,
     steps=(
@@ -187,6 +223,11 @@ LOG_ANOMALY = ModelSpec(
             {"RANK": "RANK", "TOP_KEYS": "TOP_KEYS", "TOP_PROBS": "TOP_PROBS"},
         ),
         *ASGNET_STEPS,
+        EnsembleStep(
+            ASGNET_SIMILAR.name,
+            {"FEATURES": "FEATURES"},
+            {"SIMILAR_UNITS": "SIMILAR_UNITS", "SIMILAR_DISTANCES": "SIMILAR_DISTANCES"},
+        ),
     ),
 )
 
@@ -198,7 +239,9 @@ ALL_SPECS = (
     ASGNET_TOKENIZER,
     ASGNET_SNET,
     ASGNET_GNET,
+    ASGNET_SIMILAR,
     ASGNET,
     LOG_ANOMALY,
+    MODEL_META,
 )
 ENSEMBLES = tuple(spec for spec in ALL_SPECS if spec.is_ensemble)

@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from client.alerts import DiagnosisAlert
-from client.evaluate import machine_description
-from client.evaluate_asgnet import CONFIGS, bgl_dataset, split_units
-from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackStore, alert_id
-from client.retrain import RetrainResult, retrain_asgnet
+from benchmarks.evaluations.asgnet import CONFIGS, bgl_dataset, split_units
+from benchmarks.evaluations.hdfs import machine_description
+from client.alerts import DiagnosisAlert, alert_id
+from client.feedback import CONFIRMED, FALSE_POSITIVE, FeedbackStore
+from client.ops.retrain import RetrainResult, retrain_asgnet
 from client.triton_client import TritonClient
 from export.asgnet import TrainedAsgnet, Units, train_asgnet
+from export.contract.specs import ASGNET, LOG_ANOMALY
 from export.metrics import classification_scores
 from export.online import Acceptance
 from export.publish_asgnet import publish_asgnet
-from export.specs import ASGNET, LOG_ANOMALY
 from server_config.launcher import TritonServer
 
 
@@ -127,7 +127,6 @@ def _give_feedback(
         best = int(probs[i].argmax())
         alert = DiagnosisAlert(
             session=test.names[i],
-            check="diagnosis",
             label=classes[best],
             probability=float(probs[i, best]),
             probabilities={c: round(float(p), 4) for c, p in zip(classes, probs[i], strict=True)},

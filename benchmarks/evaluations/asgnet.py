@@ -20,7 +20,9 @@ import numpy as np
 
 from client.formats import BGL_FORMAT
 from client.parsing import LogParser
-from export.asgnet import NORMAL, AsgnetConfig, Units, ablation, stratified_split, train_asgnet
+from export.asgnet import AsgnetConfig, Units, ablation, stratified_split, train_asgnet
+from export.contract.units import NORMAL
+from export.contract.vocab import FIRST_KEY, KeyVocabulary
 from export.gnet import GNetConfig
 from export.hdfs_data import (
     DEFAULT_DATA,
@@ -31,7 +33,6 @@ from export.hdfs_data import (
 )
 from export.metrics import Scores
 from export.snet import SNetConfig
-from export.vocab import FIRST_KEY, KeyVocabulary
 
 SPLIT = (0.6, 0.2, 0.2)
 BGL_WINDOW = 5  # consecutive lines per BGL unit, windows do not overlap (no leak across splits)

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from client.detection import KeyModel, StreamingDetector, open_key_model
-from client.evaluate import HdfsSets, load_hdfs, machine_description
-from client.feedback import FALSE_POSITIVE, FeedbackStore, alert_id
-from client.retrain import RetrainResult, retrain_keys
-from client.training import train_and_publish
+from benchmarks.evaluations.hdfs import HdfsSets, load_hdfs, machine_description
+from client.alerts import alert_id
+from client.detection import KeyModel, PartResult, StreamingDetector, open_key_model
+from client.feedback import FALSE_POSITIVE, FeedbackStore
+from client.ops.retrain import RetrainResult, retrain_keys
+from client.ops.training import train_and_publish
 from client.triton_client import TritonClient
 from export.deeplog_keys import KeyModelConfig
 from export.online import Acceptance, UpdateConfig
@@ -117,11 +118,13 @@ def _give_feedback(
     operator reading them would. Returns how many alerts were marked."""
     detector = StreamingDetector(model)
     names = {f"hdfs-normal-{i:05d}": keys for i, keys in enumerate(sets.keyed(sessions))}
-    alerts = []
+    found = []
     for name, keys in names.items():
         for key in keys:
-            alerts += detector.push(name, key)
-    alerts += detector.close_all()
+            found += detector.push(name, key)
+        found += detector.close(name)
+    found += detector.flush()
+    alerts = [a for a in found if not isinstance(a, PartResult)]
     store.record(alerts, names, model.meta.vocabulary.fingerprint)
     first = {}
     for alert in alerts:
@@ -166,7 +169,7 @@ def feedback_cycle(
 
     with TritonServer(repository) as server, FeedbackStore(workdir / "feedback.sqlite") as store:
         triton = TritonClient(server.grpc_url)
-        old = open_key_model(triton, repository, version)
+        old = open_key_model(triton, version)
         flags = _flags(old, sets, unique)
         false_positives = sorted(s for s in sets.normal if flags[s])
         chosen = rng.permutation(len(false_positives))
@@ -186,7 +189,7 @@ def feedback_cycle(
         before = _figures(version, flags, sets, fed, seen)
         after, changed = None, Counter()
         if retrain.new_version is not None:
-            new = open_key_model(triton, repository, retrain.new_version)
+            new = open_key_model(triton, retrain.new_version)
             now = _flags(new, sets, unique)
             after = _figures(new.meta.version, now, sets, fed, seen)
             for s, n in sets.normal.items():

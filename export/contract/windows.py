@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from export.vocab import END, START
+from export.contract.vocab import END, START
 
 
 def session_windows(
@@ -38,9 +38,17 @@ def windows_of_sessions(
 class WindowStream:
     """The same windows, built one key at a time as a session's lines arrive."""
 
-    def __init__(self, h: int) -> None:
+    def __init__(self, h: int, history: Sequence[int] = (), position: int = 0) -> None:
+        """``history`` and ``position`` continue a session from where ``history`` (its last
+        keys, as ``last_keys`` gave them) left it, e.g. after a restart."""
         self._history: deque[int] = deque([START] * h, maxlen=h)
-        self.position = 0
+        self._history.extend(history)
+        self.position = position
+
+    @property
+    def last_keys(self) -> list[int]:
+        """The h keys (START where the session is younger) the next window is made of."""
+        return list(self._history)
 
     def push(self, key: int) -> tuple[tuple[int, ...], int]:
         """Window that predicts ``key`` and its 0-based position in the session."""

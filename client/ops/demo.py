@@ -2,26 +2,26 @@
 
 Generate logs with known truth -> learn templates and train DeepLog's log-key and
 parameter-value models on the normal part, and ASGNet on a labelled log -> export them to ONNX
-into the Triton repository -> start Triton -> stream the test log through the client (the
-``log_anomaly`` ensemble: DeepLog's key checks and ASGNet's diagnosis in one request per
-session) -> print alerts and precision/recall against the injected truth -> stop Triton.
+into the Triton repository -> start Triton -> write the test log at a steady rate, as a live
+service writes its log, while the client follows it (``FollowedFile``, the ``log_anomaly``
+ensemble: DeepLog's key checks and ASGNet's diagnosis in one request per closed session, the
+parameter-value check per line) -> alerts as they are found -> precision/recall against the
+injected truth -> stop Triton.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
-from client.alerts import Alert, DiagnosisAlert
+from client.alerts import AnyAlert, Check, SessionVerdict, alert_record
 from client.detection import open_key_model
 from client.log_anomaly import open_log_anomaly
-from client.param_detection import ParamAlert, open_param_model
-from client.pipeline import StreamSummary, detect_stream
-from client.training import (
+from client.ops.training import (
     Corpus,
     labelled_units,
     learn_corpus,
@@ -29,9 +29,14 @@ from client.training import (
     train_and_publish_asgnet,
     train_and_publish_params,
 )
+from client.ops.workload import ANOMALY_TYPES, Workload, WorkloadConfig, generate_workload
+from client.outputs import CallbackOutputs, JsonLinesLog
+from client.param_detection import open_param_model
+from client.pipeline import StreamConfig, StreamEngine, StreamSummary, run_stream
+from client.sources import FollowedFile
 from client.triton_client import TritonClient
-from client.workload import ANOMALY_TYPES, Workload, WorkloadConfig, generate_workload
-from export.asgnet import NORMAL, AsgnetConfig
+from export.asgnet import AsgnetConfig
+from export.contract.units import NORMAL
 from export.deeplog_keys import KeyModelConfig
 from export.deeplog_params import ParamModelConfig
 from export.metrics import precision_recall_f1
@@ -44,7 +49,8 @@ class DemoConfig:
     repository: Path = Path("model_repository")
     workdir: Path = Path("build/demo")
     train_blocks: int = 1500
-    test_blocks: int = 800
+    # Enough blocks (about 2.4 hours of log) that sessions go quiet and close while it streams.
+    test_blocks: int = 2000
     anomaly_rate: float = 0.05
     epochs: int = 12
     param_epochs: int = 20
@@ -77,6 +83,7 @@ class DemoConfig:
         )
     )
     alerts_shown: int = 3  # per check
+    write_rate: float = 2500.0  # lines/s the test log is written at while the client follows it
     seed: int = 7
 
 
@@ -96,48 +103,100 @@ class DemoModels:
     asgnet_version: int
 
 
+@dataclass
+class DemoFindings:
+    """What the demo's stream raised, per session, to compare with the injected truth."""
+
+    key_flagged: set[str] = field(default_factory=set)
+    param_flagged: set[str] = field(default_factory=set)
+    diagnoses: dict[str, str] = field(default_factory=dict)  # the class of an alerted session
+    while_writing: Counter = field(default_factory=Counter)  # alerts seen before the log ended
+    alerts: Counter = field(default_factory=Counter)
+
+    def verdict(self, verdict: SessionVerdict) -> None:
+        if verdict.abnormal:
+            self.key_flagged.add(verdict.session)
+        if verdict.diagnosis is not None and verdict.diagnosis != NORMAL:
+            self.diagnoses.setdefault(verdict.session, verdict.diagnosis)
+
+
+def write_steadily(lines: list[bytes], path: Path, rate: float, done: threading.Event) -> None:
+    """Append ``lines`` to ``path`` at ``rate`` lines/s, as a live service writes its log."""
+    start = time.monotonic()
+    with open(path, "wb") as out:
+        for i in range(0, len(lines), 50):
+            out.write(b"\n".join(lines[i : i + 50]) + b"\n")
+            out.flush()
+            ahead = start + (i + 50) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    done.set()
+
+
 def run_demo(config: DemoConfig) -> dict:
     models = train_demo_models(config)
     test = models.test
-    _step("4/5 starting Triton and streaming the test log through the client")
+    _step("4/5 starting Triton; writing the test log as a live service would, and following it")
     alerts_path = config.workdir / "alerts.jsonl"
+    live_log = config.workdir / "live.log"
     with TritonServer(config.repository, log_path=config.workdir / "tritonserver.log") as server:
         print(f"tritonserver pid {server.pid} on {server.grpc_url}")
         triton = TritonClient(server.grpc_url)
-        model = open_key_model(triton, config.repository)
-        params = open_param_model(triton, config.repository)
-        diagnose = open_log_anomaly(triton, model, config.repository)
+        model = open_key_model(triton)
+        params = open_param_model(triton)
+        diagnose = open_log_anomaly(triton, model)
         print(
             f"serving deeplog_keys v{model.meta.version} (h={model.meta.window}, "
             f"g={model.meta.top_g}, {len(model.meta.vocabulary.names)} keys) and "
             f"deeplog_params v{params.meta.version} ({len(params.meta.thresholds)} keys, "
             f"{params.meta.confidence:.1%} bounds), through log_anomaly with ASGNet "
-            f"v{diagnose.meta.version} ({len(diagnose.meta.classes)} classes)"
+            f"v{diagnose.meta.version} ({len(diagnose.meta.classes)} classes); the client "
+            "reads every version's metadata from the server"
         )
+        findings = DemoFindings()
+        written = threading.Event()
+        live_log.unlink(missing_ok=True)
+        writer = threading.Thread(
+            target=write_steadily, args=(test.lines, live_log, config.write_rate, written)
+        )
+        follower = FollowedFile(live_log, finished=written)
         shown: Counter = Counter()
-        with (
-            open(alerts_path, "w") as out,
-            tqdm(total=len(test.lines), unit="line", desc="stream") as bar,
-        ):
+        started = time.monotonic()
+        alerts_path.unlink(missing_ok=True)
+        alerts_log = JsonLinesLog(alerts_path)
 
-            def on_alert(alert: Alert | ParamAlert | DiagnosisAlert) -> None:
-                out.write(alert.to_json() + "\n")
-                if shown[alert.check] < config.alerts_shown:
-                    shown[alert.check] += 1
-                    tqdm.write(f"ALERT [{alert.check}] {alert.headline()}")
+        def on_alert(alert: AnyAlert) -> None:
+            alerts_log.write(alert_record(alert))
+            findings.alerts[alert.check] += 1
+            if not written.is_set():
+                findings.while_writing[alert.check] += 1
+            if alert.check is Check.PARAMETER_VALUE:
+                findings.param_flagged.add(alert.session)
+            if shown[alert.check] < config.alerts_shown:
+                shown[alert.check] += 1
+                where = f"{follower.position.line_no:,} of {len(test.lines):,} lines read"
+                print(
+                    f"ALERT [{alert.check.value}] t={time.monotonic() - started:4.1f} s, {where}: "
+                    f"{alert.headline()}",
+                    flush=True,
+                )
 
-            summary = detect_stream(
-                test.lines,
-                model,
-                on_alert,
-                progress=bar.update,
-                params=params,
-                diagnose=diagnose,
-            )
+        engine = StreamEngine(
+            model,
+            CallbackOutputs(on_alert, findings.verdict),
+            config=StreamConfig(follow=True),
+            params=params,
+            diagnose=diagnose,
+        )
+        writer.start()
+        run_stream(follower.records(threading.Event()), engine, threading.Event())
+        writer.join()
+        alerts_log.close()
+        summary = engine.close_summary()
         triton.close()
 
     _step("5/5 summary")
-    result = _summarise(test, summary, alerts_path)
+    result = _summarise(test, summary, findings, alerts_path)
     result.update(
         version=models.version,
         param_version=models.param_version,
@@ -238,20 +297,29 @@ def _scores(flagged: set[str], actual: set[str]) -> dict[str, float]:
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall}
 
 
-def _summarise(test: Workload, summary: StreamSummary, alerts_path: Path) -> dict:
+def _summarise(
+    test: Workload, summary: StreamSummary, found: DemoFindings, alerts_path: Path
+) -> dict:
     truth, actual = test.truth, test.anomalous_blocks
     by_check = {
-        "log_key": {s for s, bad in summary.verdicts.items() if bad},
-        "parameter_value": set(summary.param_sessions),
-        "diagnosis": {s for s, label in summary.diagnoses.items() if label != NORMAL},
+        "log_key": found.key_flagged,
+        "parameter_value": found.param_flagged,
+        "diagnosis": set(found.diagnoses),
     }
     by_check["any"] = set().union(*by_check.values())
     print(f"parser: {summary.parse.summary()}")
+    alerts = found.alerts
     print(
-        f"sessions: {summary.sessions}; log-key alerts {summary.alerts}, parameter-value alerts "
-        f"{summary.param_alerts} on {summary.params_checked} checked entries "
-        f"({summary.param_alerts / max(summary.params_checked, 1):.2%}), diagnosis alerts "
-        f"{summary.diagnosis_alerts} (all in {alerts_path})"
+        f"sessions: {summary.sessions} checked ("
+        + ", ".join(f"{c.value} {n}" for c, n in sorted(summary.closed.items()))
+        + f"); log-key alerts {alerts[Check.LOG_KEY]}, parameter-value alerts "
+        f"{alerts[Check.PARAMETER_VALUE]} on {summary.params_checked} checked entries "
+        f"({alerts[Check.PARAMETER_VALUE] / max(summary.params_checked, 1):.2%}), diagnosis "
+        f"alerts {alerts[Check.DIAGNOSIS]} (all in {alerts_path})"
+    )
+    print(
+        "raised while the log was still being written: "
+        + ", ".join(f"{found.while_writing[c]} of {alerts[c]} {c.value}" for c in Check)
     )
     print("against the injected truth, per session:")
     result: dict = {"malformed": summary.parse.malformed_total}
@@ -271,14 +339,16 @@ def _summarise(test: Workload, summary: StreamSummary, alerts_path: Path) -> dic
         blocks = {b for b in actual if truth[b] == kind}
         checks = ("log_key", "parameter_value", "diagnosis", "any")
         caught = [len(blocks & by_check[c]) for c in checks]
-        named = sum(1 for b in blocks if summary.diagnoses.get(b) == kind)
+        named = sum(1 for b in blocks if found.diagnoses.get(b) == kind)
         print(
             f"  {kind:22s} {len(blocks):6d} {caught[0]:8d} {caught[1]:6d} {caught[2]:7d} "
             f"{caught[3]:5d} {named:23d}"
         )
         result.setdefault("diagnosed_as_type", {})[kind] = named
+    result["while_writing"] = {c.value: found.while_writing[c] for c in Check}
     print(
-        f"throughput: {summary.parse.lines / summary.seconds:,.0f} lines/s, "
+        f"throughput: {summary.parse.lines / summary.seconds:,.0f} lines/s while following "
+        f"(the log was written at {len(test.lines) / summary.seconds:,.0f} lines/s), "
         f"{summary.windows_checked / summary.seconds:,.0f} key windows/s through Triton"
     )
     return result

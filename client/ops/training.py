@@ -14,12 +14,13 @@ import numpy as np
 from client.formats import HDFS_FORMAT
 from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
 from client.parsing import LogFormat, LogParser, ParseStats
-from export.asgnet import NORMAL, AsgnetConfig, Units, train_asgnet
+from export.asgnet import AsgnetConfig, Units, train_asgnet
+from export.contract.units import NORMAL
+from export.contract.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
 from export.deeplog_keys import KeyModelConfig, split_holdout, train_key_model
 from export.deeplog_params import KeySeries, ParamModelConfig, train_param_model
 from export.publish import RetrainData, publish_key_model, publish_param_model
 from export.publish_asgnet import publish_asgnet
-from export.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
 
 
 @dataclass(frozen=True)

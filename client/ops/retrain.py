@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from client.alerts import Check
 from client.feedback import FALSE_POSITIVE, Feedback, FeedbackStore
+from client.ops.errors import LoadFailed, NothingToLearn, RetrainError
 from client.param_detection import normalised_deviation
 from client.param_vectors import ParamSchema
 from client.triton_client import InferenceError, ServerUnavailable, TritonClient
@@ -32,6 +34,17 @@ from export.asgnet_update import (
     finetune_asgnet,
     with_feedback,
 )
+from export.contract.metas import ParamModelMeta
+from export.contract.specs import (
+    ALL_SPECS,
+    ASGNET,
+    ASGNET_GNET,
+    DEEPLOG_KEYS,
+    LOG_ANOMALY,
+    PARAM_FORMATS,
+)
+from export.contract.vocab import KeyVocabulary
+from export.contract.windows import windows_of_sessions
 from export.deeplog_params import widened_thresholds
 from export.online import (
     Acceptance,
@@ -43,35 +56,18 @@ from export.online import (
     refusals,
 )
 from export.publish import (
-    PARAM_FORMATS,
     KeyVersion,
-    ParamModelMeta,
     RetrainData,
     publish_key_model,
     publish_recalibrated_params,
 )
 from export.publish_asgnet import ASGNET_MODELS, publish_asgnet
 from export.repository import prune_versions, retire_version, versions
-from export.specs import ALL_SPECS, ASGNET, ASGNET_GNET, DEEPLOG_KEYS, LOG_ANOMALY
-from export.vocab import KeyVocabulary
-from export.windows import windows_of_sessions
 
 PARAM_SPECS = {spec.name: spec for spec in PARAM_FORMATS.values()}
 SPECS = {spec.name: spec for spec in ALL_SPECS}
 # Models published and swapped together under one version number, by the name a user gives.
 RELEASES = {ASGNET.name: tuple(spec.name for spec in ASGNET_MODELS)}
-
-
-class RetrainError(RuntimeError):
-    """A retrain or rollback that cannot go ahead; the serving version is untouched."""
-
-
-class NothingToLearn(RetrainError):
-    """No pending feedback for this model."""
-
-
-class LoadFailed(RetrainError):
-    """The server refused the new version; the old one is still serving."""
 
 
 @dataclass
@@ -101,7 +97,7 @@ def key_false_positives(store: FeedbackStore) -> list[Feedback]:
     return [
         f
         for f in store.pending(DEEPLOG_KEYS.name)
-        if f.verdict == FALSE_POSITIVE and f.alert.check == "log_key"
+        if f.verdict == FALSE_POSITIVE and f.alert.check is Check.LOG_KEY
     ]
 
 
@@ -109,7 +105,7 @@ def param_false_positives(store: FeedbackStore) -> dict[str, list[Feedback]]:
     """Pending false-positive parameter-value alerts, by the model that raised them."""
     found: dict[str, list[Feedback]] = {}
     for f in store.pending():
-        param = f.alert.check == "parameter_value" and f.alert.model in PARAM_SPECS
+        param = f.alert.check is Check.PARAMETER_VALUE and f.alert.model in PARAM_SPECS
         if param and f.verdict == FALSE_POSITIVE:
             found.setdefault(f.alert.model, []).append(f)
     return found
@@ -121,8 +117,8 @@ def diagnosis_feedback(store: FeedbackStore) -> list[Feedback]:
     return [
         f
         for f in store.pending(LOG_ANOMALY.name)
-        if f.alert.check == "diagnosis"
-        and (f.verdict == FALSE_POSITIVE or (f.label and f.label != f.alert.alert["label"]))
+        if f.alert.check is Check.DIAGNOSIS
+        and (f.verdict == FALSE_POSITIVE or (f.label and f.label != f.alert.alert.label))
     ]
 
 
@@ -154,7 +150,7 @@ def retrain_keys(
     meta = current.meta
     _same_vocabulary(pending, meta.vocabulary, f"{DEEPLOG_KEYS.name} v{meta.version}")
     feedback = list({f.alert.session: f.alert.session_keys for f in pending}.values())
-    anomalies = [f.alert.session_keys for f in store.confirmed("log_key")]
+    anomalies = [f.alert.session_keys for f in store.confirmed(Check.LOG_KEY)]
     if known_anomalies is not None:
         anomalies += read_key_file(known_anomalies, meta.vocabulary)
     check = (meta.window, meta.end_marker)
@@ -271,7 +267,7 @@ def recalibrate_params(
             learnt.append(deviation)
     confirmed = [
         d
-        for f in store.confirmed("parameter_value")
+        for f in store.confirmed(Check.PARAMETER_VALUE)
         if f.alert.model == model
         and (d := normalised_deviation(meta, schema, f.alert.alert)) is not None
     ]
@@ -317,7 +313,7 @@ def _diagnosis_units(feedback: list[Feedback], classes: tuple[str, ...]) -> Unit
     """Diagnosed sessions with the operator's class (normal for a false positive)."""
     labels = []
     for f in feedback:
-        label = classes[0] if f.verdict == FALSE_POSITIVE else f.label or f.alert.alert["label"]
+        label = classes[0] if f.verdict == FALSE_POSITIVE else f.label or f.alert.alert.label
         if label not in classes:
             raise RetrainError(
                 f"feedback #{f.id} names class {label!r}, not one of the serving ASGNet's "
@@ -352,7 +348,7 @@ def retrain_asgnet(
     current = state.trained
     _same_vocabulary(pending, current.vocabulary, f"{ASGNET.name} v{version}")
     feedback = _diagnosis_units(pending, current.classes)
-    confirmed = [f for f in store.confirmed("diagnosis") if f.alert.model == LOG_ANOMALY.name]
+    confirmed = [f for f in store.confirmed(Check.DIAGNOSIS) if f.alert.model == LOG_ANOMALY.name]
     _same_vocabulary(confirmed, current.vocabulary, f"{ASGNET.name} v{version}")
     anomalies = _diagnosis_units(confirmed, current.classes)
 

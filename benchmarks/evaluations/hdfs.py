@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from client.detection import open_key_model
-from client.training import train_and_publish
+from client.ops.training import train_and_publish
 from client.triton_client import TritonClient
+from export.contract.vocab import KeyVocabulary
 from export.deeplog_keys import KeyModelConfig
 from export.hdfs_data import (
     data_dir,
@@ -28,7 +29,6 @@ from export.hdfs_data import (
     read_labelled_sessions,
 )
 from export.metrics import precision_recall_f1
-from export.vocab import KeyVocabulary
 from server_config.launcher import TritonServer
 
 PAPER = {"FP": 833, "FN": 619, "precision": 0.95, "recall": 0.96, "F1": 0.96}
@@ -113,7 +113,7 @@ def evaluate_hdfs(
     unique = list(set(abnormal) | set(normal))
     with TritonServer(repository) as server:
         triton = TritonClient(server.grpc_url)
-        model = open_key_model(triton, repository, version)
+        model = open_key_model(triton, version)
         top_g = model.meta.top_g
         start = time.perf_counter()
         keyed = sets.keyed(unique)

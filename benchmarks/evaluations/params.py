@@ -27,11 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from client.formats import HDFS_FORMAT, OPENSTACK_FORMAT
+from client.ops.training import learn_corpus, train_and_publish_params
+from client.ops.workload import WorkloadConfig, generate_workload
 from client.param_detection import ParamAlert, ParamDetector, ParamModel, open_param_model
 from client.parsing import LogFormat, LogParser
-from client.training import learn_corpus, train_and_publish_params
 from client.triton_client import TritonClient
-from client.workload import WorkloadConfig, generate_workload
 from export.deeplog_params import ParamModelConfig
 from server_config.launcher import TritonServer
 
@@ -134,7 +134,7 @@ def evaluate_openstack(
     train, held_out = lines[:cut], lines[cut:]
     corpus = learn_corpus(train, OPENSTACK_FORMAT)
     version = train_and_publish_params(corpus, repository, config)
-    model = open_param_model(triton, repository, version=version)
+    model = open_param_model(triton, version=version)
     clean, checked = flagged_lines(held_out, model, OPENSTACK_FORMAT)
     fpr = len(clean) / max(checked, 1)
     rows = []
@@ -179,7 +179,7 @@ def evaluate_workload(
     train = generate_workload(WorkloadConfig(blocks=1500, anomaly_rate=0.0, seed=seed))
     corpus = learn_corpus(train.lines, HDFS_FORMAT)
     version = train_and_publish_params(corpus, repository, config)
-    model = open_param_model(triton, repository, version=version)
+    model = open_param_model(triton, version=version)
     clean_log = generate_workload(WorkloadConfig(blocks=600, anomaly_rate=0.0, seed=seed + 1))
     clean, checked = flagged_lines(clean_log.lines, model, HDFS_FORMAT)
     fpr = len(clean) / max(checked, 1)

@@ -1,0 +1,178 @@
+"""Operations: ``demo``, ``train``, ``retrain``, ``rollback``. They train, publish and swap
+model versions in a repository, so they import torch and the exporters, each when it runs: the
+parser alone imports neither."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from client.cli.args import DEFAULT_STORE, DEFAULT_URL, positive
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="end to end on an embedded workload")
+    demo.add_argument("--repository", type=Path, default=Path("model_repository"))
+    demo.add_argument("--epochs", type=int, default=12)
+
+    train = sub.add_parser("train", help="train both DeepLog models on a normal raw log")
+    train.add_argument("log", type=Path)
+    train.add_argument("--log-format", choices=["hdfs", "openstack"], default="hdfs")
+    train.add_argument("--repository", type=Path, default=Path("model_repository"))
+    train.add_argument(
+        "--format",
+        choices=["onnx", "torchscript"],
+        default="onnx",
+        help="export format of the parameter-value model",
+    )
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--top-g", type=int, default=None, help="default: calibrated")
+    train.add_argument("--param-epochs", type=int, default=40)
+    train.add_argument("--confidence", type=float, default=0.99)
+
+    rt = sub.add_parser("retrain", help="learn pending feedback; publish and load a new version")
+    rt.add_argument("--url", default=DEFAULT_URL)
+    rt.add_argument("--repository", type=Path, default=Path("model_repository"))
+    rt.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    rt.add_argument(
+        "--abnormal", type=Path, default=None, help="known anomalies: key names per line"
+    )
+    rt.add_argument("--epochs", type=int, default=None, help="of the online update")
+    rt.add_argument("--max-recall-drop", type=float, default=0.0)
+    rt.add_argument("--max-fp-rise", type=float, default=0.0, help="as a share of sessions")
+    rt.add_argument(
+        "--watch",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="keep running: retrain after every N new false-positive verdicts",
+    )
+    rt.add_argument(
+        "--interval", type=positive(float), default=10.0, help="--watch: seconds between polls"
+    )
+    rt.add_argument(
+        "--cycles", type=positive(int), default=None, help="--watch: stop after this many"
+    )
+
+    rb = sub.add_parser("rollback", help="retire the newest version; the one before serves")
+    rb.add_argument(
+        "model", nargs="?", default="deeplog_keys", help="a model, or asgnet: its five models"
+    )
+    rb.add_argument("--url", default=DEFAULT_URL)
+    rb.add_argument("--repository", type=Path, default=Path("model_repository"))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from client.ops.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(repository=args.repository, epochs=args.epochs))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from client.formats import FORMATS
+    from client.ops.training import learn_corpus, train_and_publish, train_and_publish_params
+    from export.deeplog_keys import KeyModelConfig
+    from export.deeplog_params import ParamModelConfig
+
+    corpus = learn_corpus(args.log.read_bytes().splitlines(), FORMATS[args.log_format])
+    print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
+    keys = train_and_publish(
+        corpus.sessions,
+        corpus.vocabulary,
+        args.repository,
+        KeyModelConfig(top_g=args.top_g, epochs=args.epochs),
+        source=str(args.log),
+    )
+    print(f"deeplog_keys v{keys} (ONNX) written to {args.repository}")
+    params_version = train_and_publish_params(
+        corpus,
+        args.repository,
+        ParamModelConfig(epochs=args.param_epochs, confidence=args.confidence),
+        export_format=args.format,
+    )
+    from export.contract.specs import PARAM_FORMATS
+
+    name = PARAM_FORMATS[args.format].name
+    print(f"{name} v{params_version} ({args.format}) written to {args.repository}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from client.feedback import FeedbackStore
+    from client.ops.retrain import WatchConfig, retrain_pending, watch
+    from client.triton_client import TritonClient
+    from export.online import Acceptance, UpdateConfig
+
+    triton = TritonClient(args.url)
+    with FeedbackStore(args.store) as store:
+
+        def once():
+            return retrain_pending(
+                store,
+                triton,
+                args.repository,
+                args.abnormal,
+                UpdateConfig() if args.epochs is None else UpdateConfig(epochs=args.epochs),
+                Acceptance(args.max_recall_drop, args.max_fp_rise),
+            )
+
+        if args.watch is None:
+            return max(_print_retrain(result) for result in once())
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        config = WatchConfig(args.watch, args.interval, args.cycles)
+        print(
+            f"watching {args.store}: a retrain after every {config.every} new feedback "
+            f"item(s) to learn, checked every {config.interval_s:g} s (Ctrl-C stops)",
+            flush=True,
+        )
+
+        def report(outcome) -> None:
+            if isinstance(outcome, Exception):
+                print(f"retrain failed: {outcome}", file=sys.stderr, flush=True)
+            else:
+                for result in outcome:
+                    _print_retrain(result)
+            sys.stdout.flush()
+
+        try:
+            attempts = watch(store, once, config, report, stop)
+        except KeyboardInterrupt:
+            attempts = None
+        print(f"watch stopped{f' after {attempts} retrain(s)' if attempts is not None else ''}")
+    return 0
+
+
+def _print_retrain(result) -> int:
+    """A retrain's outcome for the terminal; 1 when it refused to publish."""
+    print(f"{result.model}: v{result.old_version} -> ", end="")
+    print(f"v{result.new_version}" if result.new_version else "nothing published")
+    for name, r in (("before", result.before), ("after", result.after)):
+        recall = "n/a" if r.recall is None else f"{r.recall:.4f} of {r.anomalies}"
+        normal = f"false positives {r.false_positives}/{r.normal_sessions} known normal, "
+        print(
+            f"  {name:6s} {normal if r.normal_sessions else ''}recall {recall} known anomalies, "
+            f"fed-back items still flagged {r.feedback_flagged}/{r.feedback_sessions}"
+        )
+    print("  " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in result.seconds.items()))
+    if result.refused:
+        print("refused: " + "; ".join(result.refused), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from client.ops.retrain import rollback
+    from client.triton_client import TritonClient
+
+    retired, serving = rollback(TritonClient(args.url), args.repository, args.model)
+    print(f"{args.model}: v{retired} retired, v{serving} serving")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "retrain": cmd_retrain, "rollback": cmd_rollback}

@@ -1,0 +1,16 @@
+"""Errors of the operations commands, importable without their dependencies (torch), so the
+CLI can report them as one line."""
+
+from __future__ import annotations
+
+
+class RetrainError(RuntimeError):
+    """A retrain or rollback that cannot go ahead; the serving version is untouched."""
+
+
+class NothingToLearn(RetrainError):
+    """No pending feedback for this model."""
+
+
+class LoadFailed(RetrainError):
+    """The server refused the new version; the old one is still serving."""
