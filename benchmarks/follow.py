@@ -97,11 +97,12 @@ class InterruptedRun:
     seconds: float
 
 
-def write_log(path: Path, lines: int, seed: int, blocks_per_chunk: int = 10_000) -> int:
+def write_log(path: Path, lines: int, seed: int) -> int:
     """At least ``lines`` generated lines, in chunks of consecutive time (each chunk starts
     where the one before ended), so memory stays small while writing. Returns lines written."""
     written, chunk = 0, 0
     start = WorkloadConfig().start
+    blocks_per_chunk = max(min(10_000, lines // 18), 100)  # a block is about 18 lines
     with open(path, "wb") as out:
         while written < lines:
             config = WorkloadConfig(blocks_per_chunk, 0.05, seed + chunk, start=start)
@@ -202,11 +203,12 @@ def sustained(url: str, log: Path, total: int, path: str, args: list[str], out: 
 
 def latency(
     url: str, path: str, rate: float, config: FollowBenchConfig, args: list[str]
-) -> LatencyRun:
+) -> list[LatencyRun]:
     """Lines written at ``rate`` with wall-clock timestamps, as a live service writes them;
-    each alert's delay. On the DeepLog path an alert is timed from the write of the line it
-    names (a session's end: its last line); on log_anomaly, from the write of its session's
-    last line, since the session is checked when it closes."""
+    each alert's delay. An alert on a line (the DeepLog path's key alerts) is timed from that
+    line's write; an alert raised when its session closed (a session's end, every alert on the
+    log_anomaly path, which checks a session when it closes) from the write of the session's
+    last line, so it includes the --session-idle wait."""
     out = config.workdir
     log, alerts = out / f"live_{path}.log", out / f"live_{path}_alerts.jsonl"
     for f in (log, alerts):
@@ -215,24 +217,25 @@ def latency(
     workload = generate_workload(WorkloadConfig(max(needed // 17, 100), 0.05, config.seed + 9))
     lines = workload.lines[:needed]
     log.write_bytes(b"")
-    run = Detect(
-        url,
-        log,
-        "--follow",
-        "--alerts",
-        str(alerts),
-        "--session-idle",
-        f"{config.session_idle_s:g}",
-        *args,
-    )
+    idle = f"{config.session_idle_s:g}"
+    run = Detect(url, log, "--follow", "--alerts", str(alerts), "--session-idle", idle, *args)
     while run.metric("logad_lines_read_total") is None:  # ready: models bound, port open
         if run.process.poll() is not None:
             raise RuntimeError(run.process.stderr.read().decode()[-2000:])
         time.sleep(0.2)
     written_at = np.zeros(len(lines) + 1)
     last_line: dict[str, int] = {}
-    delays: list[float] = []
+    delays: dict[str, list[float]] = {"line": [], "session": []}
     reader = _AlertTail(alerts)
+
+    def take() -> float | None:
+        seen = None
+        for alert, seen in reader.new():
+            on_line = path == "deeplog" and alert["actual"]["name"] != "<end>"
+            line = alert["line"] if on_line else last_line[alert["session"]]
+            delays["line" if on_line else "session"].append(seen - written_at[line])
+        return seen
+
     start = time.monotonic()
     with open(log, "ab") as f:
         for i in range(0, len(lines), 10):
@@ -244,43 +247,27 @@ def latency(
             for n, line in enumerate(chunk, start=i + 1):
                 for block in BLOCK.findall(line):
                     last_line[block.decode()] = n
-            for alert, seen in reader.new():
-                delays.append(seen - written_at[_timed_line(alert, path, last_line)])
+            take()
             ahead = start + (i + 10) / rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
     quiet = time.monotonic()
     while time.monotonic() - quiet < config.session_idle_s + 5:  # the last sessions close
-        for alert, seen in reader.new():
-            delays.append(seen - written_at[_timed_line(alert, path, last_line)])
-            quiet = seen
+        quiet = take() or quiet
         time.sleep(0.02)
     run.stop()
+    what = {
+        "line": "write of the alert's line to the alert in the file",
+        "session": "write of the session's last line to the alert in the file (the session "
+        f"closes after {idle} s of quiet, --session-idle)",
+    }
+    return [_latency_row(path, rate, len(lines), delays[k], what[k]) for k in what if delays[k]]
+
+
+def _latency_row(path: str, rate: float, lines: int, delays: list[float], what: str):
     ms = np.array(delays) * 1000
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99]) if len(ms) else (np.nan,) * 3
-    what = (
-        "write of the alert's line to the alert in the file"
-        if path == "deeplog"
-        else f"write of the session's last line to the alert (the session closes after "
-        f"{config.session_idle_s:g} s of quiet, --session-idle)"
-    )
-    return LatencyRun(
-        path,
-        rate,
-        len(lines),
-        len(ms),
-        float(p50),
-        float(p90),
-        float(p99),
-        float(ms.max()) if len(ms) else float("nan"),
-        what,
-    )
-
-
-def _timed_line(alert: dict, path: str, last_line: dict[str, int]) -> int:
-    if path == "deeplog" and alert.get("line") is not None:
-        return alert["line"]
-    return last_line[alert["session"]]
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return LatencyRun(path, rate, lines, len(ms), p50, p90, p99, float(ms.max()), what)
 
 
 class _AlertTail:
@@ -393,7 +380,7 @@ def run_follow_bench(config: FollowBenchConfig = FollowBenchConfig()) -> dict:
         for run in throughput:
             rate = round(run.lines_per_s * config.latency_share, -1)
             print(f"== alert latency at {rate:,.0f} lines/s: {run.path}", flush=True)
-            lat.append(latency(url, run.path, rate, config, PATHS[run.path]))
+            lat += latency(url, run.path, rate, config, PATHS[run.path])
         results["latency"] = [asdict(r) for r in lat]
         small = config.workdir / "interrupted.log"
         lines = generate_workload(WorkloadConfig(config.interrupted_blocks, 0.05, config.seed))

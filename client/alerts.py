@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from client.sessions import CloseCause
-from export.contract.vocab import UNKNOWN, KeyVocabulary
+from export.contract.vocab import END, UNKNOWN, KeyVocabulary
 
 
 class Check(str, Enum):
@@ -43,7 +43,9 @@ class KeyRef:
 class KeyAlert:
     session: str
     position: int  # 0-based position of the key in its session (== session length for END)
-    line: int | None  # raw line number in the stream, None for the session's end
+    # Raw line number in the stream: of the key, or for the session's end its last line (so
+    # the ends of two sessions of one id, e.g. one that came back after it went idle, differ).
+    line: int | None
     reason: KeyReason
     actual: KeyRef
     rank: int  # how many keys the model found likelier than the actual one (0 = its top pick)
@@ -54,7 +56,7 @@ class KeyAlert:
 
     def headline(self, shown: int = 3) -> str:
         """One line for a terminal; the JSON form carries everything."""
-        where = f"line {self.line}" if self.line is not None else "session end"
+        where = f"line {self.line}" if self.actual.key != END else f"end, after line {self.line}"
         expected = ", ".join(
             f"{ref.name} {ref.probability:.2f}" if ref.probability is not None else ref.name
             for ref in self.expected[:shown]

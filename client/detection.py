@@ -183,6 +183,7 @@ class _KeyPart:
     context: list[int] = field(default_factory=list)
     start: int = 0
     keys: list[int] = field(default_factory=list)
+    last_line: int | None = None
     alerts: list[AnyAlert] = field(default_factory=list)
     pending: int = 0  # steps sent for scoring, not answered yet
     checked: int = 0
@@ -219,6 +220,7 @@ class StreamingDetector:
             part = self.open[session] = _KeyPart(session, 0, WindowStream(self.model.meta.window))
         window, position = part.stream.push(key)
         part.keys.append(key)
+        part.last_line = line
         self._add(part, Step(session, position, window, key, line))
         return self.flush() if len(self._steps) >= self.batch_windows else []
 
@@ -228,7 +230,7 @@ class StreamingDetector:
         part = self.open.pop(session)
         if final and self.model.meta.end_marker:
             window, position = part.stream.close()
-            self._add(part, Step(session, position, window, END))
+            self._add(part, Step(session, position, window, END, part.last_line))
         if not final:
             stream = part.stream
             self.open[session] = _KeyPart(

@@ -308,7 +308,8 @@ class SessionDetector:
             for i, (key, line) in enumerate(zip(part.keys, part.lines, strict=True))
         ]
         if meta.end_marker and final:
-            steps.append(Step(part.session, part.start + len(part.keys), (), END))
+            end = Step(part.session, part.start + len(part.keys), (), END, part.lines[-1])
+            steps.append(end)
         alerts: list[AnyAlert] = [
             key_alert(meta, steps[i], result.scores, i)
             for i in np.flatnonzero(result.scores.anomalous)

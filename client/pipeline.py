@@ -134,6 +134,10 @@ class StreamEngine:
             if log_format.end_rule is not None and log_format.end_rule.search(t)
         }
         self._line = resume.position.line_no if resume else 0
+        # Where the file being read began (its first line, the clock then): a checkpoint can
+        # only send a restart back into the file the name now points at.
+        self._file = resume.position.identity if resume else None
+        self._file_start = (self._line + 1, self.clock.now())
         self._since_due = 0
         self._started = time.perf_counter()
 
@@ -142,6 +146,8 @@ class StreamEngine:
     def feed(self, record: Record) -> None:
         """One line of the stream."""
         self._line = record.line_no
+        if record.file != self._file:  # the first line, or of a file that replaced the last
+            self._file, self._file_start = record.file, (record.line_no, self.clock.now())
         with self.stages.stage(PARSE):
             parsed = (
                 self.parser.refuse(record.line_no, "too_long")
@@ -154,8 +160,10 @@ class StreamEngine:
         try:
             when = self.format.clock(parsed.header)
         except (ValueError, KeyError, OverflowError):
-            self.parser.stats.parsed -= 1
-            self.parser.stats.reject(record.line_no, "bad_time")
+            stats = self.parser.stats  # it parsed, but a line at no time cannot be placed
+            stats.parsed -= 1
+            stats.unknown -= parsed.template_id < 0
+            stats.reject(record.line_no, "bad_time")
             self._after_line()
             return
         clock_before = self.clock.now()
@@ -218,8 +226,13 @@ class StreamEngine:
         ``position`` is the source's next unread line; ``emitted(line)`` the ids of alerts
         found at or after ``line``."""
         oldest = self.table.oldest_part()
+        file_line, file_clock = self._file_start
         if oldest is None:
             start, clock = position, self.clock.now()
+        elif oldest.first_line < file_line:
+            # Open since before a rotation: the old file is gone by its name, so a restart
+            # reads the new one from its top (those sessions' earlier lines are not read again).
+            start, clock = Position(0, file_line - 1, position.identity), file_clock
         else:
             start = Position(oldest.first_offset, oldest.first_line - 1, position.identity)
             clock = oldest.clock_at_start
@@ -332,7 +345,7 @@ class StreamEngine:
     def _emit(self, alerts: Iterable[AnyAlert]) -> None:
         for alert in alerts:
             self.summary.alerts[alert.check] += 1
-            line = getattr(alert, "line", None)
+            line = getattr(alert, "line", None)  # a diagnosis names its first lines instead
             self.outputs.alert(alert, line if line is not None else self._line)
 
     def _verdict(self, result: PartResult) -> None:

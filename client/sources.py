@@ -21,17 +21,6 @@ MAX_LINE_BYTES = 64 * 1024
 READ_CHUNK = 1 << 16
 
 
-@dataclass(slots=True)
-class Record:
-    """One raw line (without its newline) and where it was."""
-
-    raw: bytes
-    line_no: int  # 1-based, counted across rotations
-    offset: int  # byte offset of the line's start in its file
-    end: int  # byte offset just after the line (where the next one starts)
-    too_long: bool = False  # the line was over the limit; ``raw`` is empty
-
-
 @dataclass(frozen=True)
 class FileIdentity:
     """Which file an offset belongs to: a rotated file is another file under the same name."""
@@ -42,6 +31,18 @@ class FileIdentity:
     @classmethod
     def of(cls, stat: os.stat_result) -> FileIdentity:
         return cls(stat.st_dev, stat.st_ino)
+
+
+@dataclass(slots=True)
+class Record:
+    """One raw line (without its newline) and where it was."""
+
+    raw: bytes
+    line_no: int  # 1-based, counted across rotations
+    offset: int  # byte offset of the line's start in its file
+    end: int  # byte offset just after the line (where the next one starts)
+    too_long: bool = False  # the line was over the limit; ``raw`` is empty
+    file: FileIdentity | None = None  # which file ``offset`` is in (None: a stream)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class LineReader:
     def __init__(self, stream: BinaryIO, position: Position, max_bytes: int) -> None:
         self.stream, self.max_bytes = stream, max_bytes
         self.offset, self.line_no = position.offset, position.line_no
+        self.identity = position.identity
         self._partial = b""  # the start of a line whose newline has not been written yet
         self._dropped: int | None = None  # bytes of an over-long line skipped so far
 
@@ -104,7 +106,7 @@ class LineReader:
         start = self.offset
         self.offset += size
         self.line_no += 1
-        return Record(raw, self.line_no, start, self.offset, too_long)
+        return Record(raw, self.line_no, start, self.offset, too_long, self.identity)
 
 
 class LogFile:
@@ -122,6 +124,7 @@ class LogFile:
             start = self.position
             if start.identity not in (None, identity):
                 start = Position(0, start.line_no, identity)  # another file under the name
+            start = Position(start.offset, start.line_no, identity)
             stream.seek(start.offset)
             reader = LineReader(stream, start, self.max_bytes)
             for record in chain(reader.lines(), reader.flush_partial()):
@@ -258,7 +261,7 @@ class FollowedFile:
         identity = FileIdentity.of(stat)
         start = self._start
         same = start.identity in (None, identity) and stat.st_size >= start.offset
-        position = start if same else Position(0, start.line_no, identity)
+        position = Position(start.offset if same else 0, start.line_no, identity)
         stream.seek(position.offset)
         self._stream, self.identity = stream, identity
         self._reader = LineReader(stream, position, self.max_bytes)

@@ -33,6 +33,7 @@ class WorkloadConfig:
     slowdown: float = 10.0  # how much longer a slow_transfer block takes to write
     anomaly_types: tuple[str, ...] = ANOMALY_TYPES  # which types to inject
     start: datetime = datetime(2008, 11, 9, 20, 36, 15)
+    block_interval_s: float = 2.0  # mean seconds between two new blocks: how busy the cluster is
 
 
 @dataclass
@@ -252,7 +253,7 @@ def generate_workload(config: WorkloadConfig) -> Workload:
     rng = np.random.default_rng(config.seed)
     events: list[tuple[float, int, str, str, str]] = []
     truth: dict[str, str | None] = {}
-    span = config.blocks * 2.0  # one new block every two seconds on average
+    span = config.blocks * config.block_interval_s
     for _ in range(config.blocks):
         block = f"blk_{int(rng.integers(-(2**62), 2**62))}"
         anomaly = (

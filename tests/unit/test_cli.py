@@ -34,3 +34,17 @@ def test_watch_mode_wants_a_positive_count_and_interval(capsys):
         assert "must be above zero" in capsys.readouterr().err
     args = build_parser().parse_args(["retrain", "--watch", "3", "--interval", "0.5"])
     assert (args.watch, args.interval, args.cycles) == (3, 0.5, None)
+
+
+def test_detect_refuses_what_it_cannot_do_before_it_connects(tmp_path, capsys):
+    assert main(["detect", "-", "--follow"]) == 2
+    assert "standard input can be neither followed nor resumed" in capsys.readouterr().err
+    log = tmp_path / "app.log"
+    log.write_text("x\n")
+    assert main(["detect", str(log), "--checkpoint", str(tmp_path / "c")]) == 2
+    assert "--checkpoint needs --alerts FILE" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "nowhere.log")]) == 1
+    assert "no log file" in capsys.readouterr().err
+    for bad in (["--max-delay", "0"], ["--session-idle", "-5"], ["--metrics-port", "70000"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["detect", str(log), *bad])
