@@ -299,7 +299,8 @@ def train_demo_models(config: DemoConfig) -> DemoModels:
         train_units, validation_units, vocabulary, classes, config.repository, config.asgnet
     )
     print(
-        f"asgnet_tokenizer/snet/vnet/gnet version {asgnet_version}, ensembles asgnet, log_anomaly"
+        f"asgnet_tokenizer/snet/vnet/gnet/similar version {asgnet_version}, ensembles asgnet, "
+        "log_anomaly"
     )
 
     return DemoModels(train, test, corpus, version, param_version, asgnet_version)

@@ -169,12 +169,12 @@ def test_a_followed_log_is_checked_while_it_is_written_and_across_a_rotation(
     )
     written = threading.Event()
 
-    def write(start: int, end: int) -> None:  # about 400 lines/s
+    def write(start: int, end: int) -> None:  # about 1,000 lines/s
         with open(log, "ab") as out:
             for i in range(start, end, 20):
                 out.write(b"\n".join(lines[i : min(i + 20, end)]) + b"\n")
                 out.flush()
-                time.sleep(0.05)
+                time.sleep(0.02)
 
     def write_and_rotate() -> None:  # logrotate half way: renamed, a new file begun
         write(0, half)
