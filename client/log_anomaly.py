@@ -29,12 +29,15 @@ from export.contract.vocab import END, FIRST_KEY, UNKNOWN
 from export.contract.windows import session_windows
 
 
-def served_asgnet_meta(triton: TritonClient, version: int) -> AsgnetMeta:
-    """One ASGNet release's classes, count-vector keys and index rows, from the server."""
+def served_asgnet_meta(
+    triton: TritonClient, version: int, similar_version: int | None = None
+) -> AsgnetMeta:
+    """One ASGNet release's classes, count-vector keys and index rows, from the server (the
+    rows of ``similar_version`` of the search, where it is not yet the release's own)."""
     return AsgnetMeta.from_json(
         version,
         triton.version_meta(ASGNET_GNET.name, version),
-        triton.version_meta(ASGNET_SIMILAR.name, version),
+        triton.version_meta(ASGNET_SIMILAR.name, similar_version or version),
     )
 
 
@@ -79,12 +82,17 @@ class LogAnomalyModel:
         vocab = keys.meta.vocabulary
         self._count_key = {k: own.get(vocab.template(k), UNKNOWN) for k in range(vocab.size)}
 
-    def follow_server(self) -> tuple[int, int]:
+    def follow_server(self) -> tuple[int, int, int]:
         """Move to the newest versions the server has ready, which the ensemble's steps run:
-        deeplog_keys (its g judges the ranks; its keys must be the client's) and the ASGNet
-        release (its classes, and who its index rows are). Returns the two versions."""
-        served = self.triton.ready_versions_of([DEEPLOG_KEYS.name, ASGNET_GNET.name])
+        deeplog_keys (its g judges the ranks; its keys must be the client's), the ASGNet
+        release (its classes) and the similar-units search (who its index rows are; a release
+        is swapped in model by model, so for a moment it may be the last release's). Returns
+        the three versions."""
+        served = self.triton.ready_versions_of(
+            [DEEPLOG_KEYS.name, ASGNET_GNET.name, ASGNET_SIMILAR.name]
+        )
         keys, ready = served[DEEPLOG_KEYS.name], served[ASGNET_GNET.name]
+        similar = served[ASGNET_SIMILAR.name]
         if not keys:
             raise VersionMismatch(f"{DEEPLOG_KEYS.name} has no ready version")
         if self.keys.pinned and keys[-1] != self.keys.meta.version:
@@ -94,15 +102,16 @@ class LogAnomalyModel:
                 "a pinned version alone)"
             )
         self.key_meta = self.keys.meta_of(keys[-1])
-        if ready and ready[-1] != self.meta.version:
-            meta = served_asgnet_meta(self.triton, ready[-1])
+        newest = (ready[-1], similar[-1]) if ready and similar else None
+        if newest and newest != (self.meta.version, self.meta.indexed_version):
+            meta = served_asgnet_meta(self.triton, *newest)
             if (meta.classes, meta.vocabulary) != (self.meta.classes, self.meta.vocabulary):
                 raise VersionMismatch(
                     f"{ASGNET_GNET.name} v{meta.version} is served, with other classes or keys "
                     f"than v{self.meta.version}'s this client was started with: restart the client"
                 )
             self.meta = meta
-        return self.key_meta.version, self.meta.version
+        return self.key_meta.version, self.meta.version, self.meta.indexed_version
 
     def asgnet_keys(self, session_keys: list[int]) -> list[int]:
         """A session's keys (the key model's ids) as ids of ASGNet's vocabulary: how a

@@ -103,7 +103,6 @@ class DetectionOutputs:
     alerts: JsonLinesLog | None = None
     verdicts: JsonLinesLog | None = None
     recorder: AlertRecorder | None = None
-    show: Callable[[AnyAlert], None] | None = None  # e.g. a headline on a terminal
     checkpointing: bool = False
     emitted: set[str] = field(default_factory=set)
     recent: list[tuple[int, str]] = field(default_factory=list)
@@ -124,8 +123,6 @@ class DetectionOutputs:
         if self.stdout is not None:
             self.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.stdout.flush()
-        if self.show is not None:
-            self.show(alert)
 
     def verdict(self, verdict: SessionVerdict, result: PartResult) -> None:
         if self.recorder is not None:

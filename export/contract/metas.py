@@ -138,8 +138,10 @@ class AsgnetMeta:
     threshold: float
     vocabulary: KeyVocabulary  # the count vector's key ids (V-Net's input width)
 
-    # The rows of asgnet_similar's index (same version): SIMILAR_UNITS answers are row ids.
+    # The rows of asgnet_similar's index: SIMILAR_UNITS answers are row ids. Its version is
+    # the release's, except while a release is being swapped in model by model.
     indexed: tuple[IndexedUnit, ...]
+    indexed_version: int
 
     @classmethod
     def load(cls, repository: Path, version: int) -> AsgnetMeta:
@@ -157,4 +159,5 @@ class AsgnetMeta:
             threshold=gnet["threshold"],
             vocabulary=KeyVocabulary.from_json(gnet["vocabulary"]),
             indexed=tuple(IndexedUnit(**row) for row in similar["units"]),
+            indexed_version=similar["version"],
         )
