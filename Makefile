@@ -9,6 +9,13 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
+GRPC_PORT ?= 8001
+HTTP_PORT ?= 8000
+METRICS_PORT ?= 8002
+# make serve TLS_CERT=server.pem TLS_KEY=server.key [TLS_CLIENT_CA=ca.pem] ADMIN_KEY_FILE=admin.key
+SERVE_SECURITY = $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) \
+	$(if $(TLS_CLIENT_CA),--tls-client-ca $(TLS_CLIENT_CA)) \
+	$(if $(ADMIN_KEY_FILE),--admin-key-file $(ADMIN_KEY_FILE))
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -28,7 +35,9 @@ help:
 	@echo "                 SIGKILL and resume, server restart; benchmarks/reports/follow.md"
 	@echo "make loadtest    a sustained request rate against Triton for 2 min: achieved rate, errors,"
 	@echo "                 latency over time, server memory; LOADTEST_ARGS=\"--rate 200 --duration 60\""
-	@echo "make serve       serve $(REPO) on 127.0.0.1 (ports printed) until Ctrl-C"
+	@echo "make serve       serve $(REPO) on 127.0.0.1 until Ctrl-C; GRPC_PORT HTTP_PORT METRICS_PORT,"
+	@echo "                 TLS_CERT TLS_KEY [TLS_CLIENT_CA] for gRPC over TLS, ADMIN_KEY_FILE to keep"
+	@echo "                 loading/unloading models to holders of that key"
 
 $(STAMP): pyproject.toml
 	@echo ">> creating $(VENV) and installing pinned dependencies (first run only)"
@@ -83,7 +92,8 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 serve: setup
-	$(PY) -m server_config serve --repository $(REPO)
+	$(PY) -m server_config serve --repository $(REPO) --grpc-port $(GRPC_PORT) \
+		--http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) $(strip $(SERVE_SECURITY))
 
 eval-hdfs: setup
 	$(PY) -m benchmarks evaluate-hdfs

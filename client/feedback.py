@@ -8,12 +8,14 @@ by the version they went into.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from client.alerts import AnyAlert, Check, DiagnosisAlert, alert_from_json, alert_id
 
@@ -40,11 +42,80 @@ CREATE TABLE IF NOT EXISTS feedback (
     given_at TEXT NOT NULL,
     used_in TEXT                     -- "deeplog_keys v7" once a retrain learnt it
 );
+-- A bounded sample of the newest sessions the serving version judged normal in real traffic:
+-- a retrain must not flag more of them (the held-out training sessions alone may not look
+-- like the traffic).
+CREATE TABLE IF NOT EXISTS traffic_normal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vocabulary TEXT NOT NULL,
+    session TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_version INTEGER NOT NULL,
+    session_keys TEXT NOT NULL,
+    judged_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traffic_normal_by_vocabulary ON traffic_normal (vocabulary, id);
 """
+
+TRAFFIC_SAMPLE = 2000  # normal sessions kept per vocabulary, the newest
 
 
 class FeedbackError(ValueError):
     """Feedback that cannot be taken: unknown alert, feedback given twice, a bad verdict."""
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used (corrupt, truncated, empty, read-only, locked): one
+    line naming the file and what to do; nothing in it is changed."""
+
+
+# SQLite's words for a failure -> what it means for the user, and what to do.
+_STORE_FAILURES = (
+    (
+        ("not a database", "malformed", "file is encrypted"),
+        "is not a readable feedback store (corrupt or truncated)",
+        "restore it from a backup, or move it away to start a new store",
+    ),
+    (
+        ("readonly", "read-only", "unable to open", "disk i/o error"),
+        "cannot be written (a read-only file or folder?)",
+        "check its permissions, or name another file with --store",
+    ),
+    (
+        ("locked", "busy"),
+        "is locked by another process for too long",
+        "wait for the other writer (a long retrain?) to finish, then run this again",
+    ),
+)
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    text = str(exc).lower()
+    for words, what, todo in _STORE_FAILURES:
+        if any(word in text for word in words):
+            return StoreError(f"feedback store {path} {what}: {todo} (sqlite: {exc})")
+    return StoreError(f"feedback store {path}: {exc}")
+
+
+def _store_errors(method: F) -> F:
+    """A method of FeedbackStore whose SQLite failures come out as one-line StoreErrors."""
+
+    @functools.wraps(method)
+    def run(self: FeedbackStore, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from None
+        except OSError as exc:  # the file or its folder out of this user's reach
+            raise StoreError(
+                f"feedback store {self.path} cannot be used ({exc.strerror}): check its "
+                "permissions, or name another file with --store"
+            ) from None
+
+    return run  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -75,14 +146,35 @@ def _now() -> str:
 
 
 class FeedbackStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    @_store_errors
+    def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a confirmed write survives a power cut
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        if path.is_file() and path.stat().st_size == 0:
+            # SQLite would take it as a new database: it is more likely a store lost to a
+            # failed copy or a full disk, and taking it as new would hide that.
+            raise StoreError(
+                f"feedback store {path} is an empty file: restore it from a backup, or "
+                "remove it to start a new store"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"feedback store {path}: cannot create its folder ({exc.strerror})"
+            ) from None
+        self._db = sqlite3.connect(path, timeout=timeout_s)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a confirmed write survives a power cut
+            self._db.execute("PRAGMA foreign_keys=ON")
+            # A truncated file opens and fails later, mid-run: find out now.
+            (verdict,) = self._db.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
+            self._db.executescript(SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -93,6 +185,7 @@ class FeedbackStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_store_errors
     def record(
         self, alerts: Sequence[AnyAlert], session_keys: dict[str, list[int]], vocabulary: str
     ) -> int:
@@ -119,12 +212,14 @@ class FeedbackStore:
             )
             return self._db.total_changes - before
 
+    @_store_errors
     def alert(self, alert_id: str) -> StoredAlert:
         row = self._db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise FeedbackError(f"no alert {alert_id!r} in {self.path}")
         return _stored_alert(row)
 
+    @_store_errors
     def give(self, alert_id: str, verdict: str, label: str | None = None) -> Feedback:
         """Record the operator's verdict on one alert; each alert takes one verdict."""
         if verdict not in VERDICTS:
@@ -147,6 +242,7 @@ class FeedbackStore:
             ) from exc
         return self._feedback(cursor.lastrowid)
 
+    @_store_errors
     def pending(self, model: str | None = None) -> list[Feedback]:
         """Feedback no retrain has used yet, oldest first (of one model's alerts if named)."""
         sql = (
@@ -157,6 +253,7 @@ class FeedbackStore:
             sql, args = sql + " AND a.model = ?", (model,)
         return [self._feedback(r[0]) for r in self._db.execute(sql + " ORDER BY f.id", args)]
 
+    @_store_errors
     def confirmed(self, check: Check) -> list[Feedback]:
         """Every confirmed alert of one check, used or not: the known anomalies."""
         rows = self._db.execute(
@@ -166,12 +263,49 @@ class FeedbackStore:
         )
         return [self._feedback(r[0]) for r in rows]
 
+    @_store_errors
     def mark_used(self, feedback_ids: Sequence[int], used_in: str) -> None:
         with self._db:
             self._db.executemany(
                 "UPDATE feedback SET used_in = ? WHERE id = ?", [(used_in, i) for i in feedback_ids]
             )
 
+    @_store_errors
+    def keep_normal(
+        self,
+        sessions: Sequence[tuple[str, list[int]]],
+        model: str,
+        model_version: int,
+        vocabulary: str,
+        limit: int = TRAFFIC_SAMPLE,
+    ) -> None:
+        """Add sessions the serving version judged normal; only the newest ``limit`` of a
+        vocabulary stay."""
+        now = _now()
+        rows = [(vocabulary, s, model, model_version, json.dumps(k), now) for s, k in sessions]
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO traffic_normal (vocabulary, session, model, model_version, "
+                "session_keys, judged_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.execute(
+                "DELETE FROM traffic_normal WHERE vocabulary = ? AND id <= COALESCE(("
+                "SELECT id FROM traffic_normal WHERE vocabulary = ? "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?), -1)",
+                (vocabulary, vocabulary, limit),
+            )
+
+    @_store_errors
+    def traffic_normal(self, vocabulary: str) -> list[list[int]]:
+        """The kept normal traffic sessions of a vocabulary, oldest first."""
+        rows = self._db.execute(
+            "SELECT session_keys FROM traffic_normal WHERE vocabulary = ? ORDER BY id",
+            (vocabulary,),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    @_store_errors
     def alerts(self, limit: int = 50) -> list[tuple[StoredAlert, str | None]]:
         """The newest alerts with their verdict (None: no feedback yet)."""
         rows = self._db.execute(

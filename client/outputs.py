@@ -81,6 +81,10 @@ class AlertRecorder:
     asgnet_vocabulary: str | None = None
     asgnet_keys: Callable[[list[int]], list[int]] | None = None
     recorded: int = 0
+    # Sessions judged normal, written to the store's traffic sample in batches.
+    model: tuple[str, int] | None = None  # the key model judging them: (name, version)
+    normal: list[tuple[str, list[int]]] = field(default_factory=list)
+    batch: int = 256
 
     def record(self, alerts: list[AnyAlert], session: str, keys: list[int]) -> None:
         diagnoses = [a for a in alerts if a.check is Check.DIAGNOSIS]
@@ -90,6 +94,20 @@ class AlertRecorder:
         if diagnoses and self.asgnet_keys is not None and self.asgnet_vocabulary:
             translated = {session: self.asgnet_keys(keys)}
             self.recorded += self.store.record(diagnoses, translated, self.asgnet_vocabulary)
+
+    def judged_normal(self, session: str, keys: list[int]) -> None:
+        """A whole session every check found normal: a sample of the traffic a retrain is
+        checked on."""
+        if self.model is None:
+            return
+        self.normal.append((session, keys))
+        if len(self.normal) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.normal and self.model is not None:
+            self.store.keep_normal(self.normal, *self.model, self.key_vocabulary)
+        self.normal = []
 
 
 @dataclass
@@ -128,6 +146,8 @@ class DetectionOutputs:
         if self.recorder is not None:
             alerts = [a for a in result.alerts if a.check is not Check.PARAMETER_VALUE]
             self.recorder.record(alerts, verdict.session, result.keys)
+            if not alerts and result.part == 0 and result.keys:
+                self.recorder.judged_normal(verdict.session, result.keys)
         if self.verdicts is not None and verdict.id not in self.emitted:
             self.verdicts.write(verdict.record())
 
@@ -138,6 +158,8 @@ class DetectionOutputs:
         return [i for _, i in self.recent]
 
     def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.flush()
         for log in (self.alerts, self.verdicts):
             if log is not None:
                 log.close()

@@ -25,6 +25,8 @@ from export.contract.metas import ParamModelMeta
 from export.contract.specs import DEEPLOG_PARAMS
 from export.contract.vocab import FIRST_KEY
 
+LIMIT = 1e6  # normalised units
+
 
 class ParamModel:
     """A parameter-value model served by Triton.
@@ -136,7 +138,9 @@ class ParamDetector:
             return []
         meta = self.model.meta
         normalised = np.zeros(meta.width, np.float32)
-        normalised[: len(vector)] = meta.normaliser.apply(key, vector)
+        # A value beyond a million standard deviations is as anomalous as any further one,
+        # and stays finite in float32 (the model refuses NaN and infinity).
+        normalised[: len(vector)] = np.clip(meta.normaliser.apply(key, vector), -LIMIT, LIMIT)
         keys = self.histories.get(session)
         if keys is None:
             keys = self.histories[session] = {}

@@ -53,6 +53,9 @@ class LogFormat:
     end_rule: re.Pattern[str] | None = None
 
 
+BAD_TIME = "bad_time"  # a malformed reason: a header whose date or time does not exist
+
+
 @dataclass
 class ParseStats:
     """Counts of what the parser saw; malformed lines are counted by reason, never raised."""
@@ -71,6 +74,13 @@ class ParseStats:
         self.malformed[reason] += 1
         if len(self.examples) < 5:
             self.examples.append((line_no, reason))
+
+    def retract(self, line_no: int, reason: str, unknown: bool) -> None:
+        """A line counted as parsed turned out malformed (a header that matched, a date that
+        does not exist): count it under ``reason`` instead."""
+        self.parsed -= 1
+        self.unknown -= unknown
+        self.reject(line_no, reason)
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.malformed.items())) or "none"

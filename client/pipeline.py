@@ -29,7 +29,7 @@ from client.formats import HDFS_FORMAT
 from client.log_anomaly import LogAnomalyModel, SessionDetector
 from client.outputs import CallbackOutputs, Outputs
 from client.param_detection import ParamDetector, ParamModel
-from client.parsing import LogFormat, LogParser, ParseStats
+from client.parsing import BAD_TIME, LogFormat, LogParser, ParseStats
 from client.sessions import CloseCause, OpenSession, SessionTable, StreamClock
 from client.sources import Position, Record
 from client.stage_clock import PARAMS, PARSE, SESSIONS, StageClock
@@ -71,8 +71,13 @@ class StreamSummary:
         """One line for a terminal."""
         alerts = ", ".join(f"{self.alerts[c]} {c.value}" for c in Check)
         closed = ", ".join(f"{c.value} {n}" for c, n in sorted(self.closed.items())) or "none"
+        unplaced = (
+            f"; {self.lines_without_session} lines name no session (not checked)"
+            if self.lines_without_session
+            else ""
+        )
         return (
-            f"{self.parse.summary()}; {self.sessions} sessions checked ({closed}), "
+            f"{self.parse.summary()}{unplaced}; {self.sessions} sessions checked ({closed}), "
             f"{self.abnormal_sessions} abnormal; alerts: {alerts}"
         )
 
@@ -160,10 +165,8 @@ class StreamEngine:
         try:
             when = self.format.clock(parsed.header)
         except (ValueError, KeyError, OverflowError):
-            stats = self.parser.stats  # it parsed, but a line at no time cannot be placed
-            stats.parsed -= 1
-            stats.unknown -= parsed.template_id < 0
-            stats.reject(record.line_no, "bad_time")
+            # It parsed, but a line at no time cannot be placed.
+            self.parser.stats.retract(record.line_no, BAD_TIME, parsed.template_id < 0)
             self._after_line()
             return
         clock_before = self.clock.now()

@@ -8,6 +8,9 @@ errors (bad input, unknown model) are raised at once as InferenceError.
 
 Everything the client needs of a model version comes from the server: ``version_meta`` asks
 the ``model_meta`` model for the version's meta.json, so the client needs only the address.
+Which versions are ready comes from model metadata and readiness (open to every client); the
+repository API (load, unload) may be restricted to operators: ``ClientSecurity`` carries the
+admin key it asks for, and the TLS files of a server that speaks TLS.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,12 +38,28 @@ RETRYABLE = {
 NOT_LOADED = ("unknown model", "is not ready", "is not found", "failed to find model")
 
 
+# Triton asks for a restricted protocol's key in this gRPC header: its prefix, then the header
+# name the server was started with (server_config/launcher.py: ADMIN_KEY_HEADER).
+ADMIN_KEY_HEADER = "admin-key"
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+RESTRICTED_MESSAGE = "protocol is restricted"
+
+
 class ServerUnavailable(RuntimeError):
     """The server did not answer within the retry budget."""
 
 
 class InferenceError(RuntimeError):
     """The server answered with an error that retrying will not fix."""
+
+
+class UnjudgedInput(InferenceError):
+    """The model flagged rows it could not judge (NaN where a float answer belongs: an id
+    outside its vocabulary, a NaN or infinity in the input); no verdict is made of them."""
+
+
+class Restricted(InferenceError):
+    """The server keeps this call (loading, unloading models) to holders of its admin key."""
 
 
 class NotServed(RuntimeError):
@@ -67,6 +87,46 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ClientSecurity:
+    """How to reach a server that speaks TLS (``ca``: the PEM that signed its certificate;
+    ``cert``/``key``: this client's, where the server asks for one) and the admin key its
+    repository API asks for. The default: plain gRPC, no key (a loopback server)."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    admin_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs its key (--tls-cert with --tls-key)")
+        if self.cert is not None and self.ca is None:
+            raise ValueError("a client certificate is for a TLS server: give --tls-ca too")
+        for path in (self.ca, self.cert, self.key):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{path}: no such file")
+
+    @property
+    def tls(self) -> bool:
+        return self.ca is not None
+
+    def grpc_options(self) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        return {
+            "ssl": True,
+            "root_certificates": str(self.ca),
+            "private_key": None if self.key is None else str(self.key),
+            "certificate_chain": None if self.cert is None else str(self.cert),
+        }
+
+    def admin_headers(self) -> dict[str, str] | None:
+        if self.admin_key is None:
+            return None
+        return {GRPC_HEADER_PREFIX + ADMIN_KEY_HEADER: self.admin_key}
+
+
+@dataclass(frozen=True)
 class InferResult:
     outputs: dict[str, np.ndarray]
     model_version: str
@@ -82,12 +142,14 @@ class TritonClient:
         retry: RetryPolicy | None = None,
         timeout_s: float = 60.0,
         observe: Callable[[str, float], None] | None = None,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.url = url
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
         self.observe = observe
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self.security = security or ClientSecurity()
+        self._client = grpcclient.InferenceServerClient(url=url, **self.security.grpc_options())
         self.retries = 0  # how many times a call was retried, for reporting
         self._answered: set[str] = set()  # models that answered: "not loaded" means restarting
 
@@ -98,6 +160,12 @@ class TritonClient:
             try:
                 return fn(*args, **kwargs)
             except InferenceServerException as exc:
+                if RESTRICTED_MESSAGE in (exc.message() or ""):
+                    raise Restricted(
+                        f"{what}: the server keeps this to its operators; give the admin key "
+                        "(--admin-key-file)"
+                        + (" (the one given was refused)" if self.security.admin_key else "")
+                    ) from exc
                 if not self._retryable(exc, model):
                     raise InferenceError(f"{what}: {exc.message()}") from exc
                 last = exc
@@ -119,10 +187,9 @@ class TritonClient:
         # it yet (wait for it), unless the server serves it and the request named a version
         # it does not have (an error of the caller's).
         try:
-            index = self._client.get_model_repository_index()
+            return not self._client.is_model_ready(model)
         except InferenceServerException:
             return True
-        return not any(m.name == model and m.state == "READY" for m in index.models)
 
     def is_ready(self) -> bool:
         try:
@@ -130,11 +197,15 @@ class TritonClient:
         except InferenceServerException:
             return False
 
-    def load_model(self, model: str) -> None:
-        self._call(f"load {model}", self._client.load_model, model)
+    def load_model(self, model: str, config: str | None = None) -> None:
+        """Load (or reload) ``model``; ``config`` (JSON) overrides its config.pbtxt for this
+        load, e.g. to serve only some of its versions."""
+        headers = self.security.admin_headers()
+        self._call(f"load {model}", self._client.load_model, model, headers=headers, config=config)
 
     def unload_model(self, model: str) -> None:
-        self._call(f"unload {model}", self._client.unload_model, model)
+        headers = self.security.admin_headers()
+        self._call(f"unload {model}", self._client.unload_model, model, headers=headers)
 
     def ready_versions(self, model: str) -> list[int]:
         """Versions of ``model`` the server has loaded and ready, ascending."""
@@ -142,12 +213,20 @@ class TritonClient:
 
     def ready_versions_of(self, models: Sequence[str]) -> dict[str, list[int]]:
         """Each model's ready versions, ascending, from one look at the repository index."""
-        index = self._call("repository index", self._client.get_model_repository_index)
-        ready: dict[str, list[int]] = {model: [] for model in models}
-        for m in index.models:
-            if m.name in ready and m.state == "READY" and m.version:
-                ready[m.name].append(int(m.version))
-        return {model: sorted(versions) for model, versions in ready.items()}
+        return {model: self._ready_versions(model) for model in models}
+
+    def _ready_versions(self, model: str) -> list[int]:
+        # Metadata names the versions the server has; readiness confirms each (both open to
+        # any client, unlike the repository index). An unknown model has none.
+        try:
+            meta = self._call(f"metadata of {model}", self._client.get_model_metadata, model)
+        except InferenceError:
+            return []
+        ready = self._call(f"readiness of {model}", self._ready_flags, model, list(meta.versions))
+        return sorted(int(v) for v, is_ready in zip(meta.versions, ready, strict=True) if is_ready)
+
+    def _ready_flags(self, model: str, versions: list[str]) -> list[bool]:
+        return [self._client.is_model_ready(model, v) for v in versions]
 
     def infer(
         self,
@@ -175,7 +254,9 @@ class TritonClient:
         answered = result.get_response().model_version
         if version is not None and answered != str(version):
             raise VersionMismatch(f"asked {model} v{version}, answered by v{answered}")
-        return InferResult({n: result.as_numpy(n) for n in outputs}, answered)
+        arrays = {n: result.as_numpy(n) for n in outputs}
+        _refuse_unjudged(model, arrays)
+        return InferResult(arrays, answered)
 
     def start_infer(
         self,
@@ -242,11 +323,15 @@ class TritonClient:
         return json.loads(bytes(out.reshape(-1)[0]).decode("utf-8"))
 
     def bind_version(self, model: str, version: int | None = None, load: bool = True) -> int:
-        """Ask the server to load ``model`` (unless ``load`` is False), then return ``version``
-        if it is ready, or the newest ready version when none is named."""
+        """Ask the server to load ``model`` (unless ``load`` is False, or the server keeps that
+        to its operators), then return ``version`` if it is ready, or the newest ready version
+        when none is named."""
         if load:
-            self.load_model(model)
-            self.load_model(MODEL_META.name)  # how the caller reads the version's metadata
+            try:
+                self.load_model(model)
+                self.load_model(MODEL_META.name)  # how the caller reads the version's metadata
+            except Restricted:
+                pass  # its operators load the models; use what the server serves
         ready = self.ready_versions(model)
         if not ready:
             raise NotServed(f"{model} has no ready version on {self.url}")
@@ -257,6 +342,19 @@ class TritonClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _refuse_unjudged(model: str, outputs: Mapping[str, np.ndarray]) -> None:
+    """Every served graph answers a row it cannot judge with NaN in its float outputs
+    (export/input_guard.py); such an answer is an error, never a verdict."""
+    for name, array in outputs.items():
+        if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+            rows = np.unique(np.argwhere(~np.isfinite(array))[:, 0])
+            shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            raise UnjudgedInput(
+                f"{model}: {name} is NaN in {len(rows)} row(s) ({shown}): the model could not "
+                "judge that input (an id outside its vocabulary, or a NaN or infinity)"
+            )
 
 
 def _tensors(inputs: Mapping[str, np.ndarray]) -> list[grpcclient.InferInput]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +94,10 @@ class CheckResult:
     detected: int
     feedback_sessions: int
     feedback_flagged: int  # fed-back false positives the model still flags
+    # Recent sessions of real traffic the serving version judged normal (the feedback
+    # store's sample): what the held-out training sessions may not look like.
+    traffic_sessions: int = 0
+    traffic_flagged: int = 0
 
     @property
     def false_positive_rate(self) -> float:
@@ -111,6 +116,7 @@ def check_model(
     normal: list[list[int]],
     anomalies: list[list[int]],
     feedback: list[list[int]],
+    traffic: Sequence[list[int]] = (),
 ) -> CheckResult:
     def flagged(sessions: list[list[int]]) -> int:
         if not sessions:
@@ -124,6 +130,8 @@ def check_model(
         flagged(anomalies),
         len(feedback),
         flagged(feedback),
+        len(traffic),
+        flagged(list(traffic)),
     )
 
 
@@ -147,5 +155,12 @@ def refusals(before: CheckResult, after: CheckResult, rules: Acceptance) -> list
             f"false positives on {after.normal_sessions} known normal sessions rose from "
             f"{before.false_positives} to {after.false_positives} "
             f"(allowed rise {rules.max_false_positive_rise:.2%})"
+        )
+    allowed = before.traffic_flagged + rules.max_false_positive_rise * after.traffic_sessions
+    if after.traffic_flagged > allowed:
+        reasons.append(
+            f"of {after.traffic_sessions} recent traffic sessions the serving version judged "
+            f"normal, it flags {after.traffic_flagged} (the serving version "
+            f"{before.traffic_flagged}; allowed rise {rules.max_false_positive_rise:.2%})"
         )
     return reasons

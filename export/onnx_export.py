@@ -13,6 +13,7 @@ import onnxruntime as ort
 import torch
 
 from export.contract.io_spec import ModelSpec
+from export.input_guard import InputGuard
 
 
 class ParityError(RuntimeError):
@@ -26,10 +27,9 @@ class OutputParity:
     mismatch_fraction: float  # integer outputs
 
 
-def export_onnx(
-    module: torch.nn.Module, spec: ModelSpec, example: dict[str, torch.Tensor], path: Path
-) -> Path:
-    """Export ``module`` with the spec's tensor names, batch axis and dynamic axes."""
+def export_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path) -> Path:
+    """Export a guarded model with its spec's tensor names, batch axis and dynamic axes."""
+    module, spec = guard, guard.spec
     batch = torch.export.Dim("batch", min=1, max=max(spec.max_batch_size, 2))
     named: dict[str, torch.export.Dim] = {}
     dynamic_shapes = []
@@ -52,7 +52,7 @@ def export_onnx(
             str(path),
             input_names=spec.input_names,
             output_names=spec.output_names,
-            dynamic_shapes=tuple(dynamic_shapes),
+            dynamic_shapes=(tuple(dynamic_shapes),),  # the guard's forward takes *inputs
             opset_version=spec.opset,
             dynamo=True,
             verbose=False,
@@ -105,11 +105,10 @@ def parity_summary(parity: list[OutputParity]) -> dict[str, list[float]]:
     return {p.name: [p.max_abs_diff, p.mismatch_fraction] for p in parity}
 
 
-def export_torchscript(
-    module: torch.nn.Module, spec: ModelSpec, example: dict[str, torch.Tensor], path: Path
-) -> Path:
-    """Trace ``module`` to TorchScript; inputs are positional in the spec's order, as the
+def export_torchscript(guard: InputGuard, example: dict[str, torch.Tensor], path: Path) -> Path:
+    """Trace a guarded model to TorchScript; inputs are positional in the spec's order, as the
     ``pytorch`` backend passes them."""
+    module, spec = guard, guard.spec
     module.eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape checks inside nn.LSTM

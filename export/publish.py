@@ -23,6 +23,7 @@ from export.contract.vocab import KeyVocabulary
 from export.contract.windows import windows_of_sessions
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.deeplog_params import ParamModelConfig, TrainedParamModel
+from export.input_guard import InputGuard
 from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
     check_parity,
@@ -90,13 +91,16 @@ def publish_key_model(
     """
     replay_windows, replay_keys = retrain.replay_windows, retrain.replay_keys
     check_normal = retrain.check_normal
-    serving = KeyModelServing(model, top_g).eval()
+    keys = (0, vocabulary.size)
+    serving = InputGuard(
+        KeyModelServing(model, top_g), DEEPLOG_KEYS, {"WINDOWS": keys, "NEXT_KEY": keys}
+    ).eval()
     probe = {"WINDOWS": replay_windows[:2048], "NEXT_KEY": replay_keys[:2048].reshape(-1, 1)}
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
         path = folder / DEEPLOG_KEYS.default_model_filename
         example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
-        export_onnx(serving, DEEPLOG_KEYS, example, path)
+        export_onnx(serving, example, path)
         parity = check_parity(serving, DEEPLOG_KEYS, probe, path)
         torch.save(model.state_dict(), folder / WEIGHTS_FILE)
         np.savez_compressed(folder / REPLAY_FILE, windows=replay_windows, next_keys=replay_keys)
@@ -162,6 +166,9 @@ def publish_param_model(
     width = trained.model.head.out_features
     rng = np.random.default_rng(config.seed)
     keys = sorted(trained.dims)
+    guarded = InputGuard(
+        trained.model, spec, {"KEY": (0, trained.model.embed.num_embeddings)}
+    ).eval()
     probe = {
         "HISTORY": rng.normal(0, 1, (256, config.window, width)).astype(np.float32),
         "KEY": rng.choice(keys, (256, 1)).astype(np.int64),
@@ -171,11 +178,11 @@ def publish_param_model(
         path = folder / spec.default_model_filename
         example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
         if export_format == "onnx":
-            export_onnx(trained.model, spec, example, path)
-            parity = check_parity(trained.model, spec, probe, path)
+            export_onnx(guarded, example, path)
+            parity = check_parity(guarded, spec, probe, path)
         else:
-            export_torchscript(trained.model, spec, example, path)
-            parity = check_torchscript_parity(trained.model, spec, probe, path)
+            export_torchscript(guarded, example, path)
+            parity = check_torchscript_parity(guarded, spec, probe, path)
         return {
             "format": export_format,
             "window": config.window,

@@ -19,6 +19,7 @@ import torch
 
 from export.asgnet import TrainedAsgnet, Units, snet_outputs
 from export.asgnet_state import save_state
+from export.contract.io_spec import IdRanges, ModelSpec
 from export.contract.specs import (
     ASGNET,
     ASGNET_GNET,
@@ -28,6 +29,7 @@ from export.contract.specs import (
     ASGNET_VNET,
     LOG_ANOMALY,
 )
+from export.input_guard import InputGuard
 from export.log_tokenizer import encode
 from export.onnx_export import ParityError, check_parity, export_onnx, parity_summary
 from export.publish import publish_tokenizer
@@ -38,11 +40,18 @@ from export.snet import trim
 ASGNET_MODELS = (ASGNET_TOKENIZER, ASGNET_SNET, ASGNET_VNET, ASGNET_GNET, ASGNET_SIMILAR)
 
 
-def _export(module: torch.nn.Module, spec, probe: dict[str, np.ndarray], folder: Path) -> dict:
+def _export(
+    module: torch.nn.Module,
+    spec: ModelSpec,
+    probe: dict[str, np.ndarray],
+    folder: Path,
+    id_ranges: IdRanges | None = None,
+) -> dict:
     path = folder / spec.default_model_filename
     example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
-    export_onnx(module, spec, example, path)
-    return parity_summary(check_parity(module, spec, probe, path))
+    guarded = InputGuard(module, spec, id_ranges or {}).eval()
+    export_onnx(guarded, example, path)
+    return parity_summary(check_parity(guarded, spec, probe, path))
 
 
 def similar_index_meta(units: Units, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -106,8 +115,13 @@ def publish_asgnet(
     publish_tokenizer(trained.tokenizer, repository, version, keep)
 
     def fill_snet(folder: Path, _: int) -> dict[str, Any]:
+        tokens = (0, trained.snet.encoder.config.vocab_size)
         parity = _export(
-            trained.snet, ASGNET_SNET, {"INPUT_IDS": ids, "ATTENTION_MASK": attention}, folder
+            trained.snet,
+            ASGNET_SNET,
+            {"INPUT_IDS": ids, "ATTENTION_MASK": attention},
+            folder,
+            {"INPUT_IDS": tokens, "ATTENTION_MASK": (0, 2)},
         )
         return {"parity": parity, "classes": list(trained.classes)}
 

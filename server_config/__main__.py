@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from server_config.launcher import ServerPorts, ServerStartError, TritonServer
+from server_config.launcher import ServerPorts, ServerSecurity, ServerStartError, TritonServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--http-port", type=int, default=8000)
     serve.add_argument("--metrics-port", type=int, default=8002)
     serve.add_argument("--log", type=Path, default=Path("build/tritonserver.log"))
+    secure = serve.add_argument_group("security (default: plain gRPC on loopback, no key)")
+    secure.add_argument("--tls-cert", type=Path, help="gRPC over TLS: the server's PEM cert")
+    secure.add_argument("--tls-key", type=Path, help="gRPC over TLS: its PEM key")
+    secure.add_argument("--tls-client-ca", type=Path, help="mutual TLS: clients' CA (PEM)")
+    secure.add_argument(
+        "--admin-key-file",
+        type=Path,
+        help="keep loading/unloading models (the repository API) to holders of this key",
+    )
     args = parser.parse_args(argv)
+    try:
+        security = _security(args)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     # Load every model that has at least one exported version.
     models = (
@@ -35,14 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         else ()
     )
     ports = ServerPorts(args.http_port, args.grpc_port, args.metrics_port)
-    server = TritonServer(args.repository, ports=ports, log_path=args.log, load_models=models)
+    server = TritonServer(
+        args.repository, ports=ports, log_path=args.log, load_models=models, security=security
+    )
     try:
         server.start()
     except ServerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    tls = " (TLS)" if security.tls_cert else ""
     print(
-        f"tritonserver pid {server.pid}: gRPC {ports.grpc_url}, HTTP {ports.http_url}, "
+        f"tritonserver pid {server.pid}: gRPC {ports.grpc_url}{tls}, HTTP {ports.http_url}, "
         f"metrics 127.0.0.1:{ports.metrics}; models: {', '.join(models) or 'none exported yet'}"
     )
     print(f"log: {server.log_path}. Ctrl-C stops it.")
@@ -58,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _security(args: argparse.Namespace) -> ServerSecurity:
+    key = None
+    if args.admin_key_file is not None:
+        key = args.admin_key_file.read_text().strip()
+        if not key:
+            raise ValueError(f"--admin-key-file {args.admin_key_file} is empty")
+    return ServerSecurity(args.tls_cert, args.tls_key, args.tls_client_ca, key)
 
 
 if __name__ == "__main__":

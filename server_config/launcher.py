@@ -2,7 +2,12 @@
 
 Known arguments only, bound to 127.0.0.1, ports of its choosing, ``--model-control-mode=explicit``;
 the server dies with its parent, its log is captured and shown on a failed start, readiness is
-awaited on the health endpoint, and it is stopped by its PID.
+awaited on the health endpoint, and it is stopped by its PID. Its ports are checked free before
+it starts and owned by it once it answers (a readiness probe alone would be answered by
+whatever else listens there). It runs in its own process group with shared-memory regions of
+its own name, so stopping it, or finding it dead, also ends the Python backend stubs it forked
+(which outlive a killed server and ignore SIGTERM) and removes their regions. ``ServerSecurity``
+adds TLS on gRPC and a header key on the repository API (loading and unloading models).
 """
 
 from __future__ import annotations
@@ -40,6 +45,49 @@ class ServerStartError(RuntimeError):
     """tritonserver did not become ready; the message carries its last log lines."""
 
 
+# The header that carries the admin key (client/triton_client.py sends the same one).
+ADMIN_KEY_HEADER = "admin-key"
+# What the admin key guards: loading/unloading models and the repository index, and the
+# trace and logging settings (which write files); inference, health and metadata stay open.
+RESTRICTED = "model-repository,trace,logging"
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """TLS on gRPC (a PEM certificate and key; with ``client_ca``, clients must present a
+    certificate it signed) and the admin key the repository API asks for. None: off."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    admin_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ValueError("client certificates (mutual TLS) need the server's TLS too")
+        for path in (self.tls_cert, self.tls_key, self.client_ca):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{path}: no such file")
+
+    def arguments(self) -> list[str]:
+        args = []
+        if self.tls_cert is not None:
+            mutual = self.client_ca is not None
+            args += [
+                f"--grpc-use-ssl{'-mutual' if mutual else ''}=true",
+                f"--grpc-server-cert={self.tls_cert}",
+                f"--grpc-server-key={self.tls_key}",
+            ]
+            if mutual:
+                args.append(f"--grpc-root-cert={self.client_ca}")
+        if self.admin_key is not None:
+            guard = f"{RESTRICTED}:{ADMIN_KEY_HEADER}={self.admin_key}"
+            args += [f"--grpc-restricted-protocol={guard}", f"--http-restricted-api={guard}"]
+        return args
+
+
 @dataclass(frozen=True)
 class ServerPorts:
     http: int
@@ -61,6 +109,41 @@ class TritonInstall:
     backends: Path  # a backend directory ready to pass to --backend-directory, or a source
     native: bool  # True: an NVIDIA install whose backends dir already holds native backends
     libs: Path | None = None  # shared libraries the wheel's stub finds through its RPATH
+
+
+def taken_ports(ports: ServerPorts) -> list[str]:
+    """Which of the ports something already listens on (127.0.0.1 or every address)."""
+    taken = []
+    for role, port in (("HTTP", ports.http), ("gRPC", ports.grpc), ("metrics", ports.metrics)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the server binds (gRPC sets SO_REUSEADDR): a port in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(f"{role} port {port}")
+    return taken
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports process ``pid`` listens on, from /proc (its socket inodes, the kernel's
+    table of listening sockets)."""
+    inodes = set()
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def free_ports(count: int = 3) -> list[int]:
@@ -168,15 +251,19 @@ class TritonServer:
         load_models: tuple[str, ...] = (),
         startup_timeout: float = 120.0,
         exit_timeout: int = 10,
+        security: ServerSecurity | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.ports = ports or ServerPorts(*free_ports(3))
+        self.security = security or ServerSecurity()
         self.load_models = load_models
         self.startup_timeout = startup_timeout
         self.exit_timeout = exit_timeout
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-"))
         self.log_path = log_path or self._workdir / "tritonserver.log"
         self.process: subprocess.Popen | None = None
+        # The Python backend names its shared-memory regions with this prefix: ours alone.
+        self.shm_prefix = f"{self._workdir.name.replace('-', '_')}_"
 
     @property
     def pid(self) -> int | None:
@@ -202,6 +289,13 @@ class TritonServer:
             f"--metrics-port={self.ports.metrics}",
             f"--exit-timeout-secs={self.exit_timeout}",
             "--log-verbose=0",
+            *self.security.arguments(),
+        ]
+        # Our Python-based shims are backends of their own name, each with its regions.
+        python_based = ("python",) if install.native else ("python", *SHIM_BACKENDS)
+        args += [
+            f"--backend-config={name},shm-region-prefix-name={self.shm_prefix}"
+            for name in python_based
         ]
         args += [f"--load-model={name}" for name in self.load_models]
         return args
@@ -209,6 +303,13 @@ class TritonServer:
     def start(self) -> TritonServer:
         if not self.repository.is_dir():
             raise ServerStartError(f"model repository {self.repository} does not exist")
+        self.reap()
+        taken = taken_ports(self.ports)
+        if taken:
+            raise ServerStartError(
+                f"{', '.join(taken)} on 127.0.0.1 already in use (another server?): "
+                "choose others (make serve GRPC_PORT=... HTTP_PORT=... METRICS_PORT=...)"
+            )
         install = find_tritonserver()
         backends = assemble_backends(install, self._workdir / "backends")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +340,7 @@ class TritonServer:
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
+                        self._check_ports_are_ours()
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -247,6 +349,16 @@ class TritonServer:
         raise ServerStartError(
             f"tritonserver not ready after {self.startup_timeout:.0f}s:\n" + self.log_tail()
         )
+
+    def _check_ports_are_ours(self) -> None:
+        wanted = {self.ports.http, self.ports.grpc, self.ports.metrics}
+        missing = wanted - listening_ports(self.process.pid)
+        if missing:
+            self.stop()
+            raise ServerStartError(
+                f"port(s) {', '.join(map(str, sorted(missing)))} answered, but not by the "
+                f"tritonserver started here (pid {self.pid}): another process took them"
+            )
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self._log_lines()[-lines:]) or "(no log written)"
@@ -281,7 +393,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-        self.process = None
+        self._end_group()
         shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 
     def kill(self) -> None:
@@ -292,7 +404,32 @@ class TritonServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        self._end_group()
+
+    def reap(self) -> bool:
+        """If the server has died (killed, crashed), end the stubs it left and remove their
+        shared memory; True if it had."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        self._end_group()
+        return True
+
+    def _end_group(self, wait_s: float = 5.0) -> None:
+        """After the server has exited: SIGKILL what is left of its process group (stubs
+        whose parent died ignore SIGTERM), wait for them to go, remove their regions."""
+        group = self.process.pid
         self.process = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def __enter__(self) -> TritonServer:
         return self.start()

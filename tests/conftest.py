@@ -39,6 +39,17 @@ class _Tensor:
         return self.array
 
 
+class _TritonError(str):
+    """pb_utils.TritonError: a message with a code; compares as its message."""
+
+    INTERNAL, INVALID_ARG = "INTERNAL", "INVALID_ARG"
+
+    def __new__(cls, message, code="INTERNAL"):
+        error = super().__new__(cls, message)
+        error.code = code
+        return error
+
+
 class _Response:
     def __init__(self, output_tensors=(), error=None):
         self.outputs = {t.name: t.array for t in output_tensors}
@@ -50,7 +61,7 @@ def pb_utils(monkeypatch):
     """The slice of Triton's triton_python_backend_utils our model.py files use; a request is
     a dict of input name -> numpy array."""
     stub = types.ModuleType("triton_python_backend_utils")
-    stub.Tensor, stub.InferenceResponse, stub.TritonError = _Tensor, _Response, str
+    stub.Tensor, stub.InferenceResponse, stub.TritonError = _Tensor, _Response, _TritonError
     stub.get_input_tensor_by_name = lambda request, name: (
         _Tensor(name, request[name]) if name in request else None
     )

@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 from client.checkpoint import CheckpointError
 from client.cli import detect, feedback, ops
-from client.feedback import FeedbackError
+from client.cli.args import BadArguments
+from client.feedback import FeedbackError, StoreError
 from client.metrics import MetricsError
-from client.ops.errors import RetrainError
+from client.ops.errors import NotEnoughData, RetrainError
 from client.triton_client import InferenceError, NotServed, ServerUnavailable
 from export.contract.errors import VersionMismatch
 from export.hdfs_data import DataMissing
@@ -28,6 +29,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 # What a user can get wrong or an outage can cause: one line on stderr, never a traceback.
 USER_ERRORS = (
+    BadArguments,
     ServerStartError,
     ServerUnavailable,
     InferenceError,
@@ -35,7 +37,9 @@ USER_ERRORS = (
     DataMissing,
     FileNotFoundError,
     FeedbackError,
+    StoreError,
     RetrainError,
+    NotEnoughData,
     VersionMismatch,
     CheckpointError,
     MetricsError,

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_STORE = Path("state/feedback.sqlite")
+
+
+class BadArguments(ValueError):
+    """Arguments that parse but cannot be used (a missing key file): one line, exit 1."""
+
+
 DEFAULT_URL = "127.0.0.1:8001"
 
 
@@ -31,3 +37,35 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text}")
     return value
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url and how to reach a server that speaks TLS or restricts its repository API."""
+    parser.add_argument("--url", default=DEFAULT_URL, help="Triton's gRPC host:port")
+    group = parser.add_argument_group("server security")
+    group.add_argument("--tls-ca", type=Path, help="TLS: the CA (PEM) the server's cert is from")
+    group.add_argument("--tls-cert", type=Path, help="mutual TLS: this client's certificate")
+    group.add_argument("--tls-key", type=Path, help="mutual TLS: this client's key")
+    group.add_argument(
+        "--admin-key-file",
+        type=Path,
+        help="a file holding the admin key the server asks for to load and unload models",
+    )
+
+
+def client_security(args: argparse.Namespace):  # -> ClientSecurity (tritonclient on use)
+    """The ClientSecurity the server arguments describe."""
+    from client.triton_client import ClientSecurity
+
+    admin_key = None
+    if args.admin_key_file is not None:
+        try:
+            admin_key = args.admin_key_file.read_text().strip()
+        except OSError as exc:
+            raise BadArguments(f"--admin-key-file {args.admin_key_file}: {exc.strerror}") from None
+        if not admin_key:
+            raise BadArguments(f"--admin-key-file {args.admin_key_file} is empty")
+    try:
+        return ClientSecurity(args.tls_ca, args.tls_cert, args.tls_key, admin_key)
+    except ValueError as exc:
+        raise BadArguments(str(exc)) from None

@@ -15,7 +15,13 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from client.cli.args import DEFAULT_STORE, DEFAULT_URL, port, positive
+from client.cli.args import (
+    DEFAULT_STORE,
+    add_server_arguments,
+    client_security,
+    port,
+    positive,
+)
 from client.formats import FORMATS
 from client.pipeline import StreamConfig
 
@@ -33,7 +39,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--follow", action="store_true", help="keep reading as the file grows (as tail -F)"
     )
     detect.add_argument("--log-format", choices=sorted(FORMATS), default="hdfs")
-    detect.add_argument("--url", default=DEFAULT_URL, help="Triton's gRPC host:port")
+    add_server_arguments(detect)
     detect.add_argument(
         "--params",
         choices=["onnx", "torchscript"],
@@ -117,7 +123,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from client.param_detection import open_param_model
     from client.pipeline import StreamEngine, run_stream
     from client.triton_client import RetryPolicy, TritonClient
-    from export.contract.specs import PARAM_FORMATS
+    from export.contract.specs import DEEPLOG_KEYS, PARAM_FORMATS
 
     stdin = args.log == "-"
     if stdin and (args.follow or args.checkpoint):
@@ -130,7 +136,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     log_format = FORMATS[args.log_format]
 
     metrics = DetectionMetrics()
-    triton = TritonClient(args.url, RetryPolicy(args.retry_for), observe=metrics.observe)
+    triton = TritonClient(
+        args.url,
+        RetryPolicy(args.retry_for),
+        observe=metrics.observe,
+        security=client_security(args),
+    )
     load = not args.no_load
     model = open_key_model(triton, args.version, load=load)
     params = (
@@ -166,6 +177,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             model.meta.vocabulary.fingerprint,
             diagnose.meta.vocabulary.fingerprint if diagnose else None,
             diagnose.asgnet_keys if diagnose else None,
+            model=(DEEPLOG_KEYS.name, model.meta.version),
         )
     config = StreamConfig(
         session_idle_s=args.session_idle,

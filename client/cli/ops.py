@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from client.cli.args import DEFAULT_STORE, DEFAULT_URL, positive
+from client.cli.args import DEFAULT_STORE, add_server_arguments, client_security, positive
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--confidence", type=float, default=0.99)
 
     rt = sub.add_parser("retrain", help="learn pending feedback; publish and load a new version")
-    rt.add_argument("--url", default=DEFAULT_URL)
+    add_server_arguments(rt)
     rt.add_argument("--repository", type=Path, default=Path("model_repository"))
     rt.add_argument("--store", type=Path, default=DEFAULT_STORE)
     rt.add_argument(
@@ -59,7 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rb.add_argument(
         "model", nargs="?", default="deeplog_keys", help="a model, or asgnet: its five models"
     )
-    rb.add_argument("--url", default=DEFAULT_URL)
+    add_server_arguments(rb)
     rb.add_argument("--repository", type=Path, default=Path("model_repository"))
 
 
@@ -72,12 +72,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from client.formats import FORMATS
-    from client.ops.training import learn_corpus, train_and_publish, train_and_publish_params
+    from client.ops.training import (
+        learn_corpus,
+        require_sessions,
+        train_and_publish,
+        train_and_publish_params,
+    )
     from export.deeplog_keys import KeyModelConfig
     from export.deeplog_params import ParamModelConfig
 
-    corpus = learn_corpus(args.log.read_bytes().splitlines(), FORMATS[args.log_format])
+    if not args.log.is_file():
+        raise FileNotFoundError(f"no log file {args.log}")
+    lines = args.log.read_bytes().splitlines()
+    log_format = FORMATS[args.log_format]
+    corpus = learn_corpus(lines, log_format)
     print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
+    require_sessions(corpus, lines, log_format, str(args.log))
     keys = train_and_publish(
         corpus.sessions,
         corpus.vocabulary,
@@ -108,7 +118,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from client.triton_client import TritonClient
     from export.online import Acceptance, UpdateConfig
 
-    triton = TritonClient(args.url)
+    triton = TritonClient(args.url, security=client_security(args))
     with FeedbackStore(args.store) as store:
 
         def once():
@@ -155,9 +165,14 @@ def _print_retrain(result) -> int:
     for name, r in (("before", result.before), ("after", result.after)):
         recall = "n/a" if r.recall is None else f"{r.recall:.4f} of {r.anomalies}"
         normal = f"false positives {r.false_positives}/{r.normal_sessions} known normal, "
+        traffic = (
+            f"traffic judged normal flagged {r.traffic_flagged}/{r.traffic_sessions}, "
+            if r.traffic_sessions
+            else ""
+        )
         print(
-            f"  {name:6s} {normal if r.normal_sessions else ''}recall {recall} known anomalies, "
-            f"fed-back items still flagged {r.feedback_flagged}/{r.feedback_sessions}"
+            f"  {name:6s} {normal if r.normal_sessions else ''}{traffic}recall {recall} known "
+            f"anomalies, fed-back items still flagged {r.feedback_flagged}/{r.feedback_sessions}"
         )
     print("  " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in result.seconds.items()))
     if result.refused:
@@ -170,7 +185,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from client.ops.retrain import rollback
     from client.triton_client import TritonClient
 
-    retired, serving = rollback(TritonClient(args.url), args.repository, args.model)
+    triton = TritonClient(args.url, security=client_security(args))
+    retired, serving = rollback(triton, args.repository, args.model)
     print(f"{args.model}: v{retired} retired, v{serving} serving")
     return 0
 

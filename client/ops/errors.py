@@ -14,3 +14,7 @@ class NothingToLearn(RetrainError):
 
 class LoadFailed(RetrainError):
     """The server refused the new version; the old one is still serving."""
+
+
+class NotEnoughData(RuntimeError):
+    """A training log that yields too few sessions to learn from (often: the wrong format)."""

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from google.protobuf import json_format
 
 from client.alerts import Check
 from client.feedback import FALSE_POSITIVE, Feedback, FeedbackStore
@@ -62,7 +63,7 @@ from export.publish import (
     publish_recalibrated_params,
 )
 from export.publish_asgnet import ASGNET_MODELS, publish_asgnet
-from export.repository import prune_versions, retire_version, versions
+from export.repository import model_config, prune_versions, retire_version, versions
 
 PARAM_SPECS = {spec.name: spec for spec in PARAM_FORMATS.values()}
 SPECS = {spec.name: spec for spec in ALL_SPECS}
@@ -154,11 +155,16 @@ def retrain_keys(
     if known_anomalies is not None:
         anomalies += read_key_file(known_anomalies, meta.vocabulary)
     check = (meta.window, meta.end_marker)
+    fed_back = {tuple(keys) for keys in feedback}
+    traffic = [
+        keys
+        for keys in store.traffic_normal(meta.vocabulary.fingerprint)
+        if tuple(keys) not in fed_back
+    ]
 
     def judge(model) -> CheckResult:
-        return check_model(
-            model, meta.top_g, *check, current.retrain.check_normal, anomalies, feedback
-        )
+        normal = current.retrain.check_normal
+        return check_model(model, meta.top_g, *check, normal, anomalies, feedback, traffic)
 
     before = judge(current.model)
     updated, report = online_update(
@@ -444,6 +450,17 @@ def swap_in_release(
         raise
 
 
+def serve_only(triton: TritonClient, model: str, keep: list[int]) -> None:
+    """Have the server serve only the newest of ``keep`` its version policy allows (loaded
+    with its config, the policy pinned to those versions); the others are unloaded."""
+    spec = SPECS[model]
+    config = model_config(spec)
+    config.version_policy.specific.versions[:] = keep[-spec.num_versions :]
+    triton.load_model(
+        model, config=json_format.MessageToJson(config, preserving_proto_field_name=True)
+    )
+
+
 def rollback(triton: TritonClient, repository: Path, model: str) -> tuple[int, int]:
     """Retire the newest version of ``model`` (for ``asgnet``: of its four models); the one
     before serves. Returns (retired, serving)."""
@@ -455,6 +472,10 @@ def rollback(triton: TritonClient, repository: Path, model: str) -> tuple[int, i
         raise RetrainError(
             f"{model} has {len(present)} version(s) in {repository}: nothing to roll back to"
         )
+    # Unload first, then move the folder: a client that reads the retired version's metadata
+    # while the server still runs it finds the folder still there.
+    for name in models:
+        serve_only(triton, name, [v for v in versions(repository, name) if v != present[-1]])
     for name in models:
         retire_version(repository, name, present[-1])
         triton.load_model(name)

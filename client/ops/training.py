@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from client.formats import HDFS_FORMAT
+from client.ops.errors import NotEnoughData
 from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
-from client.parsing import LogFormat, LogParser, ParseStats
+from client.parsing import BAD_TIME, LogFormat, LogParser, ParseStats
 from export.asgnet import AsgnetConfig, Units, train_asgnet
 from export.contract.units import NORMAL
 from export.contract.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
@@ -56,12 +57,17 @@ def learn_corpus(lines: Iterable[bytes | str], log_format: LogFormat = HDFS_FORM
         parsed = parser.parse(raw, line_no)
         if parsed is None or parsed.template_id < 0:
             continue
+        try:
+            when = log_format.clock(parsed.header)
+        except (ValueError, KeyError, OverflowError):
+            learner.stats.retract(line_no, BAD_TIME, False)
+            continue
         key = FIRST_KEY + parsed.template_id
         ids = log_format.sessions(parsed)
         for session in ids:
             sessions.setdefault(session, []).append(key)
         schema_learner.observe(key, parsed.template, parsed.params)
-        entries.append((key, parsed.params, log_format.clock(parsed.header), ids[0] if ids else ""))
+        entries.append((key, parsed.params, when, ids[0] if ids else ""))
     schema = schema_learner.schema(log_format.clock_resolution)
     builder = VectorBuilder(schema)
     vectors: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -71,6 +77,29 @@ def learn_corpus(lines: Iterable[bytes | str], log_format: LogFormat = HDFS_FORM
             vectors.setdefault((session, key), []).append(vector)
     series = [KeySeries(key, np.stack(v)) for (_, key), v in vectors.items()]
     return Corpus(vocabulary, list(sessions.values()), schema, series, learner.stats)
+
+
+MIN_TRAINING_SESSIONS = 5  # fewer: nothing to learn, and none to hold out to calibrate g
+
+
+def require_sessions(
+    corpus: Corpus, lines: list[bytes], log_format: LogFormat, source: str
+) -> None:
+    """Refuse a training log that yields too few sessions, saying how many lines matched the
+    format and showing one that did not (the usual cause: the wrong --log-format)."""
+    found = len(corpus.sessions)
+    if found >= MIN_TRAINING_SESSIONS:
+        return
+    stats = corpus.stats
+    shown = ""
+    if stats.examples:
+        line_no, reason = stats.examples[0]
+        text = lines[line_no - 1].decode("utf-8", "replace")[:120]
+        shown = f"; line {line_no} ({reason}): {text!r}"
+    raise NotEnoughData(
+        f"{source}: {found} session(s) from {stats.lines} lines, {stats.parsed} of which match "
+        f"the {log_format.name} format; training needs at least {MIN_TRAINING_SESSIONS}{shown}"
+    )
 
 
 def train_and_publish(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# What an exported graph checks its integer inputs against (export/input_guard.py): input
+# name -> [low, high). Float inputs must be finite.
+IdRanges = dict[str, tuple[int, int]]
+
 # numpy dtype name -> Triton data type, for every type our models exchange.
 TRITON_DTYPES = {
     "int64": "TYPE_INT64",

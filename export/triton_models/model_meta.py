@@ -60,7 +60,8 @@ class TritonPythonModel:
             try:
                 text = self._meta(bytes(model[0]).decode("utf-8"), int(version[0]))
             except (UnknownVersion, UnicodeDecodeError, ValueError) as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             out = pb_utils.Tensor("META", np.array([text], dtype=object))
             responses.append(pb_utils.InferenceResponse(output_tensors=[out]))

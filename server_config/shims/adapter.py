@@ -6,7 +6,13 @@ from collections.abc import Callable
 
 import triton_python_backend_utils as pb_utils
 
-from server_config.shims.runners import Runner, ShimConfig, run_batched, shim_config
+from server_config.shims.runners import (
+    InvalidInput,
+    Runner,
+    ShimConfig,
+    run_batched,
+    shim_config,
+)
 
 
 class ShimModel:
@@ -30,8 +36,14 @@ class ShimModel:
         responses = []
         for answer in run_batched(self.runner, self.config, arrays):
             if isinstance(answer, Exception):
+                # Bad input is the caller's to fix (INVALID_ARGUMENT); anything else is ours.
+                code = (
+                    pb_utils.TritonError.INVALID_ARG
+                    if isinstance(answer, InvalidInput)
+                    else pb_utils.TritonError.INTERNAL
+                )
                 responses.append(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(answer)))
+                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(answer), code))
                 )
             else:
                 outputs = [pb_utils.Tensor(name, value) for name, value in answer.items()]

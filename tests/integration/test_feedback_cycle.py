@@ -66,6 +66,10 @@ def _detect(capsys, log, url, repository, store, asgnet: bool = False) -> list[d
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+def _meta(repository: Path, version: int) -> dict:
+    return json.loads((repository / DEEPLOG_KEYS.name / str(version) / "meta.json").read_text())
+
+
 def _session_log(log: Path, session: str, path: Path) -> Path:
     """One session's lines of ``log``."""
     lines = [line for line in log.read_bytes().splitlines() if session.encode() in line]
@@ -89,6 +93,12 @@ def test_a_flagged_normal_session_passes_after_feedback_and_retrain(
     )
     report = capsys.readouterr().out
     assert f"v{old_version} -> v{old_version + 1}" in report
+    # detect kept the blocks it judged normal; the new version was checked on them too.
+    with FeedbackStore(store) as kept:
+        fingerprint = KeyModelMeta.from_json(old_version, _meta(repository, old_version))
+        traffic = kept.traffic_normal(fingerprint.vocabulary.fingerprint)
+    assert 1000 < len(traffic) < 1500
+    assert f"traffic judged normal flagged 0/{len(traffic)}" in report
 
     only_session = _session_log(normal_log, session, tmp_path / "session.log")
     again = _detect(capsys, only_session, url, repository, tmp_path / "second.sqlite")

@@ -11,6 +11,7 @@ from google.protobuf import json_format
 
 from export.contract.specs import DEEPLOG_KEYS
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
+from export.input_guard import InputGuard
 from export.onnx_export import export_onnx
 from export.repository import model_config
 
@@ -35,13 +36,17 @@ def _load(backend: str):
 def test_the_onnxruntime_backend_serves_an_onnx_model_folder(backends_on_path, tmp_path):
     torch.manual_seed(0)
     config = KeyModelConfig(hidden=8, embedding=4, window=4, top_g=2)
-    serving = KeyModelServing(KeyLSTM(7, config), config.top_g).eval()
+    serving = InputGuard(
+        KeyModelServing(KeyLSTM(7, config), config.top_g),
+        DEEPLOG_KEYS,
+        {"WINDOWS": (0, 7), "NEXT_KEY": (0, 7)},
+    ).eval()
     (tmp_path / "1").mkdir()
     example = {
         "WINDOWS": torch.zeros((2, 4), dtype=torch.int64),
         "NEXT_KEY": torch.zeros((2, 1), dtype=torch.int64),
     }
-    export_onnx(serving, DEEPLOG_KEYS, example, tmp_path / "1" / "model.onnx")
+    export_onnx(serving, example, tmp_path / "1" / "model.onnx")
     model = _load("onnxruntime")
     model.initialize(
         {
@@ -61,6 +66,8 @@ def test_the_onnxruntime_backend_serves_an_onnx_model_folder(backends_on_path, t
         {"WINDOWS": windows[:3], "NEXT_KEY": np.array([[1], [2], [3]])},
         {"WINDOWS": windows[3:], "NEXT_KEY": np.array([[4], [5]])},
         {"WINDOWS": windows[:1]},  # NEXT_KEY missing: this request fails, alone
+        {"WINDOWS": windows[:1, :3], "NEXT_KEY": np.array([[1]])},  # h is 4
+        {"WINDOWS": windows[:1], "NEXT_KEY": np.array([[-1]])},  # ONNX would read key 6
     ]
     responses = model.execute(requests)
     with torch.no_grad():
@@ -70,6 +77,11 @@ def test_the_onnxruntime_backend_serves_an_onnx_model_folder(backends_on_path, t
     np.testing.assert_array_equal(responses[0].outputs["RANK"], rank[:3].numpy())
     np.testing.assert_array_equal(responses[1].outputs["TOP_KEYS"], top_keys[3:].numpy())
     assert "NEXT_KEY is missing" in responses[2].error
+    assert responses[2].error.code == "INVALID_ARG"
+    assert "WINDOWS: shape [1, 3], this version takes [batch, 4]" in responses[3].error
+    assert responses[3].error.code == "INVALID_ARG"
+    # An id outside the vocabulary is answered, flagged by the graph: rank -1, NaN.
+    assert responses[4].error is None and responses[4].outputs["RANK"][0, 0] == -1
     model.finalize()
 
 

@@ -16,6 +16,7 @@ from export.deeplog_params import (
     train_param_model,
     widened_thresholds,
 )
+from export.input_guard import InputGuard
 from export.onnx_export import (
     check_parity,
     check_torchscript_parity,
@@ -82,10 +83,11 @@ def test_pytorch_onnx_runtime_and_torchscript_agree(trained, tmp_path, batch):
         "KEY": rng.integers(3, 5, (batch, 1)).astype(np.int64),
     }
     example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
-    onnx_path = export_onnx(trained.model, DEEPLOG_PARAMS, example, tmp_path / "model.onnx")
-    ts_path = export_torchscript(
-        trained.model, DEEPLOG_PARAMS_TORCHSCRIPT, example, tmp_path / "model.pt"
-    )
+    keys = {"KEY": (0, trained.model.embed.num_embeddings)}
+    guarded = InputGuard(trained.model, DEEPLOG_PARAMS, keys).eval()
+    onnx_path = export_onnx(guarded, example, tmp_path / "model.onnx")
+    ts_guarded = InputGuard(trained.model, DEEPLOG_PARAMS_TORCHSCRIPT, keys).eval()
+    ts_path = export_torchscript(ts_guarded, example, tmp_path / "model.pt")
     check_parity(trained.model, DEEPLOG_PARAMS, probe, onnx_path)
     check_torchscript_parity(trained.model, DEEPLOG_PARAMS_TORCHSCRIPT, probe, ts_path)
     # ONNX Runtime against TorchScript directly, the pair two servers would disagree on.

@@ -91,3 +91,13 @@ def test_the_cli_reports_a_bad_alert_id_in_one_line(store, capsys):
     assert main(["feedback", "--store", str(store.path), "false-positive", ok]) == 0
     assert main(["feedback", "--store", str(store.path), "false-positive", ok]) == 1
     assert "already has feedback" in capsys.readouterr().err
+
+
+def test_the_traffic_judged_normal_is_a_bounded_sample_of_the_newest_sessions(store):
+    for start in range(0, 30, 10):
+        batch = [(f"blk_{i}", [3, 4, i]) for i in range(start, start + 10)]
+        store.keep_normal(batch, "deeplog_keys", 1, "vocab-a", limit=25)
+    store.keep_normal([("other", [5])], "deeplog_keys", 1, "vocab-b", limit=25)
+    kept = store.traffic_normal("vocab-a")
+    assert len(kept) == 25 and kept[0] == [3, 4, 5] and kept[-1] == [3, 4, 29]
+    assert store.traffic_normal("vocab-b") == [[5]]

@@ -33,13 +33,19 @@ def test_texts_are_framed_truncated_and_padded_to_the_longest(tokenizer):
 
 
 @pytest.fixture
-def served(tokenizer, tmp_path, pb_utils):
-    (tmp_path / "1").mkdir()
-    save_tokenizer(tokenizer, tmp_path / "1")
+def model_file(pb_utils):
+    """The tokenizer's model.py, loaded by path as Triton loads it."""
     spec = importlib.util.spec_from_file_location("tokenizer_model", TOKENIZER_MODEL_SOURCE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    model = module.TritonPythonModel()
+    return module
+
+
+@pytest.fixture
+def served(tokenizer, tmp_path, model_file):
+    (tmp_path / "1").mkdir()
+    save_tokenizer(tokenizer, tmp_path / "1")
+    model = model_file.TritonPythonModel()
     model.initialize(
         {
             "model_repository": str(tmp_path),
@@ -70,10 +76,15 @@ def test_the_served_model_encodes_as_training_does(served, tokenizer):
         (b"x" * (2 * 1024 * 1024), "the limit is 1,048,576"),
     ],
 )
-def test_bad_text_gets_a_clear_error_and_the_other_requests_still_run(served, text, message):
-    bad, good = served.execute([_request(text), _request(TEMPLATES[1].encode())])
-    assert message in bad.error
-    assert good.error is None and good.outputs["INPUT_IDS"].shape[0] == 1
+def test_bad_text_is_flagged_in_band_and_the_other_rows_are_encoded(
+    served, model_file, text, message
+):
+    with pytest.raises(model_file.BadText, match=message):
+        model_file.decode_text(text)
+    (response,) = served.execute([_request(text, TEMPLATES[1].encode())])
+    ids = response.outputs["INPUT_IDS"]
+    assert response.error is None and (ids[0] == -1).all()  # outside every vocabulary
+    assert (ids[1] >= 0).all() and response.outputs["ATTENTION_MASK"][1].any()
 
 
 def test_the_model_file_is_self_contained():

@@ -106,3 +106,13 @@ def test_a_staging_folder_left_by_a_killed_writer_is_removed(trained, tmp_path):
     assert publish_key_model(trained, CONFIG, 2, VOCAB, tmp_path, retrain, {}) == 1
     assert not abandoned.exists() and mine.exists(), "a live writer's staging folder stays"
     assert np.all(versions(tmp_path, DEEPLOG_KEYS.name) == [1])
+
+
+def test_a_model_that_flags_recent_traffic_the_serving_version_passed_is_refused():
+    # The held-out training sessions look fine; the traffic says otherwise.
+    before = CheckResult(334, 0, 0, 0, 1, 1, traffic_sessions=500, traffic_flagged=0)
+    worse = CheckResult(334, 0, 0, 0, 1, 0, traffic_sessions=500, traffic_flagged=12)
+    (reason,) = refusals(before, worse, Acceptance())
+    assert "of 500 recent traffic sessions the serving version judged normal" in reason
+    assert "it flags 12 (the serving version 0" in reason
+    assert refusals(before, worse, Acceptance(max_false_positive_rise=0.03)) == []

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from server_config.shims.runners import (
+    InputWidths,
+    InvalidInput,
     check_providers,
     onnx_providers,
     run_batched,
@@ -111,6 +113,8 @@ def test_a_missing_model_file_is_a_clear_error(tmp_path):
 
 
 class Doubler:
+    checks = InputWidths({"X": (3,)})
+
     def __init__(self):
         self.calls = 0
 
@@ -134,4 +138,12 @@ def test_a_bad_request_fails_alone(tmp_path):
     config = shim_config(_args(tmp_path), "model.onnx")
     answers = run_batched(Doubler(), config, [{"X": np.ones((2, 3))}, {"Z": np.ones((1, 3))}])
     assert answers[0]["Y"].shape == (2, 3)
-    assert isinstance(answers[1], ValueError) and "input X is missing" in str(answers[1])
+    assert isinstance(answers[1], InvalidInput) and "input X is missing" in str(answers[1])
+
+
+def test_a_request_of_another_width_is_refused_alone(tmp_path):
+    config = shim_config(_args(tmp_path), "model.onnx")
+    answers = run_batched(Doubler(), config, [{"X": np.ones((2, 3))}, {"X": np.ones((1, 4))}])
+    assert answers[0]["Y"].shape == (2, 3)
+    assert isinstance(answers[1], InvalidInput)
+    assert "X: shape [1, 4], this version takes [batch, 3]" in str(answers[1])
