@@ -99,6 +99,9 @@ def test_a_flagged_normal_session_passes_after_feedback_and_retrain(
         traffic = kept.traffic_normal(fingerprint.vocabulary.fingerprint)
     assert 1000 < len(traffic) < 1500
     assert f"traffic judged normal flagged 0/{len(traffic)}" in report
+    # The scenario: the new version, accepted, raises no more alerts on the same log.
+    after = _detect(capsys, normal_log, url, repository, tmp_path / "after.sqlite")
+    assert len({a["session"] for a in after}) <= len({a["session"] for a in alerts})
 
     only_session = _session_log(normal_log, session, tmp_path / "session.log")
     again = _detect(capsys, only_session, url, repository, tmp_path / "second.sqlite")
