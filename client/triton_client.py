@@ -106,12 +106,8 @@ class ClientSecurity:
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{path}: no such file")
 
-    @property
-    def tls(self) -> bool:
-        return self.ca is not None
-
     def grpc_options(self) -> dict[str, Any]:
-        if not self.tls:
+        if self.ca is None:  # plain gRPC
             return {}
         return {
             "ssl": True,

@@ -26,9 +26,8 @@ class InputGuard(nn.Module):
 
     def __init__(self, model: nn.Module, spec: ModelSpec, id_ranges: IdRanges) -> None:
         super().__init__()
-        names = set(spec.input_names)
         integer = {t.name for t in spec.inputs if t.dtype.startswith("int")}
-        if set(id_ranges) != integer or not set(id_ranges) <= names:
+        if set(id_ranges) != integer:
             raise ValueError(
                 f"{spec.name}: id ranges for {sorted(id_ranges)}, integer inputs {sorted(integer)}"
             )
@@ -47,7 +46,7 @@ class InputGuard(nn.Module):
                 safe.append(value.clamp(low, high - 1))
             else:
                 finite = torch.isfinite(value)
-                bad = bad | ~torch.isfinite(rows).all(dim=1)
+                bad = bad | ~finite.reshape(value.shape[0], -1).all(dim=1)
                 safe.append(torch.where(finite, value, torch.zeros_like(value)))
         result = self.model(*safe)
         outputs = (result,) if isinstance(result, torch.Tensor) else tuple(result)
