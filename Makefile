@@ -19,7 +19,7 @@ SERVE_SECURITY = $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) \
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup bench-setup bench-follow demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback clean
+.PHONY: help setup bench-setup bench-follow bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -33,6 +33,8 @@ help:
 	@echo "                 parser vs Drain3; writes benchmarks/reports/ (about 10 min on 2 cores)"
 	@echo "make bench-follow detect --follow on 2M lines per path: lines/s, memory, alert latency,"
 	@echo "                 SIGKILL and resume, server restart; benchmarks/reports/follow.md"
+	@echo "make bench-parsers parser vs Drain3 on loghub's samples (GA, PA, lines/s), template"
+	@echo "                 memory on 5M lines; benchmarks/reports/parsers.md"
 	@echo "make loadtest    a sustained request rate against Triton for 2 min: achieved rate, errors,"
 	@echo "                 latency over time, server memory; LOADTEST_ARGS=\"--rate 200 --duration 60\""
 	@echo "make serve       serve $(REPO) on 127.0.0.1 until Ctrl-C; GRPC_PORT HTTP_PORT METRICS_PORT,"
@@ -64,6 +66,10 @@ bench-setup: $(BENCH_STAMP)
 
 bench: bench-setup
 	$(PY) -m benchmarks bench
+
+# Our parser against Drain3 on loghub's eleven samples, and template memory on 5M lines (~3 min).
+bench-parsers: bench-setup
+	$(PY) -m benchmarks parsers
 
 # The always-on client as a process of its own: 2M lines followed per path, alert latency,
 # SIGKILL-and-resume and a server restart (about 25 min on 2 cores).

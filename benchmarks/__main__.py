@@ -1,4 +1,4 @@
-"""``python -m benchmarks <command>``: the benchmarks (bench, loadtest, follow) and the
+"""``python -m benchmarks <command>``: the benchmarks (bench, loadtest, follow, parsers) and the
 evaluations (evaluate-hdfs, evaluate-params, evaluate-asgnet, evaluate-feedback,
 evaluate-asgnet-feedback), each writing its report. Dispatch is a table."""
 
@@ -66,6 +66,14 @@ def cmd_follow(args: argparse.Namespace) -> int:
     config = FollowBenchConfig(lines=args.lines, latency_s=args.latency_seconds)
     run_follow_bench(config)
     print(Path("benchmarks/reports/follow.md").read_text())
+    return 0
+
+
+def cmd_parsers(args: argparse.Namespace) -> int:
+    from benchmarks.parser_report import run_parser_bench
+
+    path = run_parser_bench(args.data / "loghub", growth_lines=args.growth_lines)
+    print(path.read_text())
     return 0
 
 
@@ -169,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--lines", type=int, default=defaults.lines)
     follow.add_argument("--latency-seconds", type=float, default=defaults.latency_s)
 
+    parsing = commands.add_parser(
+        "parsers", help="our parser against Drain3 on loghub's samples; template memory"
+    )
+    parsing.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parsing.add_argument("--growth-lines", type=int, default=5_000_000)
+
     ev = commands.add_parser("evaluate-hdfs", help="DeepLog on ../shared/data/hdfs through Triton")
     ev.add_argument("--repository", type=Path, default=Path("build/hdfs_eval/model_repository"))
     ev.add_argument("--data", type=Path, default=None, help="folder holding hdfs/ (../shared/data)")
@@ -226,6 +240,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "loadtest": cmd_loadtest,
     "follow": cmd_follow,
+    "parsers": cmd_parsers,
     "evaluate-hdfs": cmd_evaluate_hdfs,
     "evaluate-feedback": cmd_evaluate_feedback,
     "evaluate-asgnet-feedback": cmd_evaluate_asgnet_feedback,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import end_to_end, parsers, perf_analyzer, report, side_by_side
+from benchmarks import end_to_end, parser_report, parsers, perf_analyzer, report, side_by_side
 from benchmarks.requests import Workload, all_windows, every_workload, open_clients
 from benchmarks.served_models import bench_models, generated_log, place_models
 from client.triton_client import TritonClient
@@ -99,7 +99,7 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
     # 4. parsers (no server needed)
     parsed = parsers.compare(DEFAULT_DATA / "loghub")
     report.write_csv(out / "parsers.csv", parsed)
-    sections.append(_parser_section(parsed))
+    sections.append(parser_report.section(parsed))
 
     header = (
         f"# Benchmarks (`make bench`)\n\nMeasured {started:%Y-%m-%d %H:%M} UTC on "
@@ -201,20 +201,4 @@ def _ways_section(ways: list[side_by_side.WayResult]) -> str:
             f"{w.windows_per_s / triton:.2f} | {w.same_verdicts:.2%} |"
         )
     lines.append("\n![windows per second](side_by_side.png)")
-    return "\n".join(lines)
-
-
-def _parser_section(results: list[parsers.ParserResult]) -> str:
-    lines = [
-        "## Parser: ours against Drain3 on loghub's 2,000-line samples\n",
-        "Best of three runs, each learning templates from scratch; grouping accuracy against "
-        "loghub's ground truth (published Drain: HDFS .9975, BGL .9625, OpenStack .7325).\n",
-        "| system | parser | lines/s | groups | grouping accuracy |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.system} | {r.parser} | {r.lines_per_s:,.0f} | {r.groups} | "
-            f"{r.grouping_accuracy:.4f} |"
-        )
     return "\n".join(lines)

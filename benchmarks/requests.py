@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from client.detection import KeyModel, open_key_model
-from client.formats import HDFS_FORMAT
+from client.formats import LogFormat, builtin
 from client.log_anomaly import LogAnomalyModel, open_log_anomaly
 from client.ops.training import session_keys
 from client.param_detection import ParamDetector, ParamModel, open_param_model
-from client.parsing import LogFormat, LogParser
+from client.parsing import LogParser
 from client.triton_client import TritonClient
 from export.contract.metas import KeyModelMeta, ParamModelMeta
 from export.contract.specs import (
@@ -93,7 +93,7 @@ def every_workload(
     """The requests for every served model and both ensembles, from ``lines`` (HDFS)."""
     return [
         key_workload(DEEPLOG_KEYS.name, clients.keys.meta, clients.sessions, rng),
-        param_workload(clients.params.meta, lines, HDFS_FORMAT, rng),
+        param_workload(clients.params.meta, lines, builtin("hdfs"), rng),
         *asgnet_workloads(triton, clients.diagnose, clients.sessions, rng),
     ]
 
@@ -109,7 +109,7 @@ def workload_for(
     that serves only DeepLog can be loaded with DeepLog requests)."""
     if model in (DEEPLOG_PARAMS.name, DEEPLOG_PARAMS_TORCHSCRIPT.name):
         params = open_param_model(triton, model)
-        return param_workload(params.meta, lines, HDFS_FORMAT, rng)
+        return param_workload(params.meta, lines, builtin("hdfs"), rng)
     keys = open_key_model(triton)
     sessions = list(session_keys(lines, keys.meta.vocabulary).values())
     if model == DEEPLOG_KEYS.name:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from client.alerts import ParamAlert, key_ref
+from client.formats import LogFormat
 from client.param_vectors import ParamSchema, VectorBuilder
-from client.parsing import LogFormat, ParsedLine
+from client.parsing import ParsedLine
 from client.served_versions import ServedVersions
 from client.triton_client import TritonClient
 from export.contract.metas import ParamModelMeta
@@ -121,17 +122,18 @@ class ParamDetector:
         template has no learnt parameters and is not checked here."""
         if parsed.template_id < 0:
             return []
-        sessions = log_format.sessions(parsed)
+        when = log_format.clock(parsed.header)
+        sessions = log_format.sessions(parsed, when)
         return self.push(
             sessions[0] if sessions else "",
             FIRST_KEY + parsed.template_id,
             parsed.params,
-            log_format.clock(parsed.header),
+            when if log_format.clock.timed else None,
             parsed.line_no,
         )
 
     def push(
-        self, session: str, key: int, params: tuple[str, ...], when: float, line: int | None
+        self, session: str, key: int, params: tuple[str, ...], when: float | None, line: int | None
     ) -> list[ParamAlert]:
         vector = self.builder.vector(key, params, when, session)
         if vector is None or key not in self.model.meta.thresholds:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GAP = "gap_s"
+WILDCARD = "<*>"
 MIN_DISTINCT_MEASUREMENT = 5  # fewer distinct values (but more than one): a category
 _PUNCTUATION = "\"'()[],;"
 
@@ -82,12 +83,17 @@ class SchemaLearner:
     words: dict[int, list[str]] = field(default_factory=dict)  # key -> template tokens
 
     def observe(self, key: int, template: str, params: tuple[str, ...]) -> None:
-        numbers = [numeric_value(p) for p in params]
+        names = self.words.get(key)
+        if names is None or len(names) != len(params):
+            names = self.words[key] = slot_names(template)
+        # A number glued to a word ("blk_<*>", "node-<*>") names something; it measures nothing.
+        numbers = [
+            None if n is None else numeric_value(p) for p, n in zip(params, names, strict=False)
+        ]
         seen = self.numeric.get(key)
         if seen is None or len(seen) != len(numbers):
             self.numeric[key] = [v is not None for v in numbers]
             self.values[key] = [set() for _ in numbers]
-            self.words[key] = template.split()
         else:
             self.numeric[key] = [a and v is not None for a, v in zip(seen, numbers, strict=True)]
         for distinct, value in zip(self.values[key], numbers, strict=True):
@@ -117,15 +123,28 @@ class SchemaLearner:
         )
 
     def _name(self, key: int, position: int) -> str:
-        # Name a value by the constant word before its wildcard ("time:" -> "time"), if any.
-        tokens, seen = self.words[key], -1
-        for i, token in enumerate(tokens):
-            if token == "<*>":
-                seen += 1
-                if seen == position:
-                    label = tokens[i - 1].strip(":=,") if i and tokens[i - 1] != "<*>" else ""
-                    return f"{label or 'param'}#{position}"
-        return f"param#{position}"
+        return f"{self.words[key][position] or 'param'}#{position}"
+
+
+def slot_names(template: str) -> list[str | None]:
+    """Per wildcard of a template: the label of its value (the word before it, "time: <*>" ->
+    "time", or its key, "size=<*>" -> "size"; "" if none), or None when the wildcard is part
+    of a name: letters in its token besides a key ("blk_<*>", "node-<*>")."""
+    names: list[str | None] = []
+    previous = ""
+    for token in template.split():
+        count = token.count(WILDCARD)
+        if count:
+            key = token[: token.index(WILDCARD)]
+            cut = max(key.rfind("="), key.rfind(":"))
+            if cut >= 0:
+                label, value = key[:cut], token[cut + 1 :]
+            else:
+                label, value = ("" if WILDCARD in previous else previous), token
+            glued = any(c.isalpha() for c in value.replace(WILDCARD, ""))
+            names += [None if glued else label.strip(":=,(\"'")] * count
+        previous = token
+    return names
 
 
 @dataclass
@@ -140,10 +159,10 @@ class VectorBuilder:
     first_in_session: bool = False
 
     def vector(
-        self, key: int, params: tuple[str, ...], when: float, session: str
+        self, key: int, params: tuple[str, ...], when: float | None, session: str
     ) -> np.ndarray | None:
         """[log1p(gap s), values...]; None when the key has no schema or a numeric position
-        holds no number."""
+        holds no number. ``when`` None (a format without timestamps): the gap is always 0."""
         previous = self.last_seen.get(session)
         self.last_seen[session] = when
         self.first_in_session = previous is None
@@ -154,5 +173,5 @@ class VectorBuilder:
         if any(v is None for v in values):
             self.not_numeric += 1
             return None
-        gap = 0.0 if previous is None else max(when - previous, 0.0)
+        gap = 0.0 if previous is None or when is None else max(when - previous, 0.0)
         return np.array([math.log1p(gap), *values], dtype=np.float64)

@@ -1,59 +1,179 @@
 """Streaming log parser: raw line -> header fields, log key (template) and parameter values.
 
-Templates are mined the way Drain does it (He et al., ICWS'17): tokens holding a digit are
-variables, lines are grouped by token count and first token, and a line joins the most similar
-template of its group if at least ``similarity`` of its tokens agree, turning the disagreeing
-positions into wildcards. While learning, keys are created; once frozen (detection), a line
-either matches a learnt template exactly (wildcards match anything) or is UNKNOWN.
-A frozen parser is rebuilt from the vocabulary's templates alone, so no parser state file
-needs to be unpickled.
+How a line becomes tokens is its format's ``TemplateRules``: line masks replace what spans
+several tokens (a quoted tag with spaces), the content is split at whitespace and at the
+format's delimiters, and a token is a variable when it holds a digit or a token mask matches in
+it (addresses, block ids, host names, paths). Words are classified once and remembered, so most
+of a line costs a dict lookup.
+
+Templates are learnt one line at a time, in one pass:
+- a line's candidates are the templates with its token count and first token (Drain's tree,
+  He et al., ICWS'17);
+- it joins the candidate whose constant positions agree with it most, if at least
+  ``similarity`` of them do (positions that are variables on both sides say nothing);
+- a position where the lines of one group disagree is a *branch*: each word there is a template
+  of its own until the position has taken ``branch_limit`` distinct words; then it is a variable
+  and its templates merge into one. Brain (Yu et al., INFOCOM'23) decides the same per column,
+  offline; here the count grows as lines arrive.
+
+So a template learnt early may later merge with its siblings: ``final_id`` maps an id handed out
+while learning to its template at the end, which is what training and ``parse`` report.
+Once frozen (detection), a line either matches a learnt template exactly (wildcards match
+anything, constants must be equal; of several, the one with the most constants) or is UNKNOWN.
+Matching compares a template's constant positions with the raw tokens in one C call per
+candidate, and learning tries the same exact match first: a line that matches a template
+changes nothing, so only new shapes of line take the slow path. A frozen parser is rebuilt from the
+vocabulary's template texts alone, so no parser state file needs to be unpickled.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from client.formats import LogFormat
 
 WILDCARD = "<*>"
 MAX_LINE_BYTES = 64 * 1024
-_HAS_DIGIT = re.compile(r"\d")
+# Numbers inside a token, for the template text only ("blk_-42" -> "blk_<*>"): hex runs that
+# hold a digit, signed and dotted numbers.
+_NUMBER = re.compile(r"(?:(?<![A-Za-z0-9])[-+])?(?:0[xX])?[0-9a-fA-F]*\d[0-9a-fA-F]*(?:\.\d+)*")
+_DIGIT = re.compile(r"\d")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CACHE_LIMIT = 100_000  # words (and slot regexes) remembered before the memo starts over
 
 
 @dataclass(frozen=True)
+class TemplateRules:
+    """How a format's content is cut into tokens and how templates are grouped (format files'
+    ``[templates]`` table; every field has a default that suits most logs)."""
+
+    masks: tuple[str, ...] = ()  # regexes; a token one matches in is a variable
+    line_masks: tuple[str, ...] = ()  # regexes applied to the whole content first (may span)
+    delimiters: str = ""  # characters that split tokens besides whitespace
+    branch_limit: int = 6  # distinct words at a position before it is a variable
+    # A number where the other lines of a group have a word: a template of its own (True), or
+    # the position is a variable (False).
+    numbers_branch: bool = False
+    similarity: float = 0.5
+    max_templates: int = 20_000  # learning stops adding templates beyond this (counted)
+
+    def __post_init__(self) -> None:
+        if self.branch_limit < 2:
+            raise ValueError("branch_limit must be at least 2")
+        if not 0.0 < self.similarity <= 1.0:
+            raise ValueError("similarity must be in (0, 1]")
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self)
+
+
+class Tokenizer:
+    """Content -> raw tokens (``split``), the tokens compared (``compared``: <*> for a variable),
+    and for a new template the tokens shown and the separators around them (``shown``)."""
+
+    def __init__(self, rules: TemplateRules) -> None:
+        self._line_masks = [re.compile(m) for m in rules.line_masks]  # in order, as Drain3 does
+        self._masks = [re.compile(m) for m in rules.masks]
+        self._spaces = str.maketrans(dict.fromkeys(rules.delimiters, " "))
+        self._delimited = bool(rules.delimiters)
+        self._split = re.compile(f"([\\s{re.escape(rules.delimiters)}]+)")
+        self._words: dict[str, str] = {}  # token -> its compared form
+
+    @property
+    def remembered(self) -> int:
+        return len(self._words)
+
+    def split(self, content: str) -> list[str]:
+        for mask in self._line_masks:
+            content = mask.sub(WILDCARD, content)
+        if self._delimited:
+            content = content.translate(self._spaces)
+        return content.split()
+
+    def compared(self, tokens: list[str]) -> list[str]:
+        words = self._words
+        return [words.get(t) or self._classify(t) for t in tokens]
+
+    def classify(self, token: str) -> str:
+        return self._words.get(token) or self._classify(token)
+
+    def _classify(self, token: str) -> str:
+        if WILDCARD in token or _has_digit(token) or any(m.search(token) for m in self._masks):
+            return WILDCARD
+        if len(self._words) >= _CACHE_LIMIT:
+            self._words.clear()
+        self._words[token] = token
+        return token
+
+    def shown(self, content: str) -> tuple[list[str], list[str]]:
+        """Tokens as a template shows them (masked parts and numbers as <*>: "blk_<*>") and the
+        separators: ``separators[0]`` comes before the first token, ``[i + 1]`` after token i."""
+        for mask in self._line_masks:
+            content = mask.sub(WILDCARD, content)
+        parts = self._split.split(content)
+        leading = ""
+        if len(parts) > 1 and parts[0] == "":
+            leading, parts = parts[1], parts[2:]
+        raw, separators = parts[0::2], parts[1::2]
+        if raw and raw[-1] == "":
+            raw.pop()
+        separators += [""] * (len(raw) - len(separators))
+        return [self._shown(t) for t in raw], [leading, *separators]
+
+    def _shown(self, token: str) -> str:
+        for mask in self._masks:
+            token = mask.sub(WILDCARD, token)
+        if WILDCARD not in token and not _has_digit(token):
+            return token
+        return _NUMBER.sub(WILDCARD, token)
+
+    def template_tokens(self, template: str) -> list[str]:
+        """A template text's compared tokens (its wildcards as <*>), for a frozen parser."""
+        if self._delimited:
+            template = template.translate(self._spaces)
+        return [WILDCARD if (WILDCARD in t or _has_digit(t)) else t for t in template.split()]
+
+
+def _has_digit(token: str) -> bool:
+    return _DIGIT.search(token) is not None
+
+
+def tokenize(content: str, rules: TemplateRules = TemplateRules()) -> list[str]:
+    """The tokens a line is compared by: every token that holds a digit or a mask is <*>."""
+    tokenizer = rules.tokenizer
+    return tokenizer.compared(tokenizer.split(content))
+
+
+@dataclass(slots=True)
 class ParsedLine:
     line_no: int
     template_id: int  # index into the parser's templates; -1 when unknown (frozen parser)
     template: str
-    params: tuple[str, ...]  # raw tokens at the template's wildcard positions
     header: dict[str, str]
     content: str
+    _slots: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    _params: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
-
-@dataclass(frozen=True)
-class LogFormat:
-    """How to read one system's lines (instances live in ``client/formats.py``).
-
-    ``pattern`` splits a raw line into named header fields and ``content``; ``clock`` turns the
-    header into seconds (for time gaps and idle sessions), raising ValueError on a header it
-    cannot read; ``sessions`` names the sessions a parsed line belongs to.
-    """
-
-    name: str
-    pattern: re.Pattern[str]
-    clock: Callable[[dict[str, str]], float]
-    sessions: Callable[[ParsedLine], list[str]]
-    clock_resolution: float  # seconds per clock tick: a measured gap is off by up to one tick
-    # How long a session may stay quiet and still be open (event seconds): long enough for the
-    # system's slowest normal step (HDFS deletes a block hours after writing it).
-    session_idle_s: float = 600.0
-    # A template (matched against the learnt template text) that ends a session, if any.
-    end_rule: re.Pattern[str] | None = None
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The raw text at each of the template's wildcards, in order (computed when asked:
+        only the parameter model reads them)."""
+        if self._params is None:
+            match = self._slots.match(self.content) if self._slots is not None else None
+            self._params = match.groups() if match else ()
+        return self._params
 
 
 BAD_TIME = "bad_time"  # a malformed reason: a header whose date or time does not exist
+TEMPLATE_LIMIT = "template_limit"  # a malformed reason: learning reached max_templates
 
 
 @dataclass
@@ -90,9 +210,72 @@ class ParseStats:
         )
 
 
-def tokenize(content: str) -> list[str]:
-    """Whitespace tokens, with every token that holds a digit replaced by the wildcard."""
-    return [WILDCARD if _HAS_DIGIT.search(t) else t for t in content.split()]
+@dataclass
+class _Group:
+    """Lines of one token count and first token that agree enough: per position, the distinct
+    words seen (None once it is a variable), and its templates by their branch words."""
+
+    values: list[set[str] | None]
+    templates: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # Positions that are variables because they hold numbers: their text shows the first
+    # line's shape ("blk_<*>"), where a position that became one by its words shows <*>.
+    numeric: set[int] = field(default_factory=set)
+
+    def key(self, tokens: list[str]) -> tuple[str, ...]:
+        return tuple(WILDCARD if v is None else t for v, t in zip(self.values, tokens, strict=True))
+
+    def agreement(self, tokens: list[str]) -> float:
+        counted = agreed = 0
+        for values, token in zip(self.values, tokens, strict=True):
+            if values is None:
+                continue
+            counted += 1
+            agreed += token in values
+        if counted:
+            return agreed / counted
+        return 1.0 if all(t == WILDCARD for t in tokens) else 0.0
+
+
+@dataclass(frozen=True)
+class ParserSizes:
+    templates: int
+    groups: int
+    words: int  # tokens remembered as words (the tokenizer's memo)
+
+
+@dataclass(frozen=True)
+class _Exact:
+    """A template's constant positions, checked against a line's raw tokens in one C call."""
+
+    template_id: int
+    constants: int
+    get: Callable[[list[str]], Any] | None  # None: no constants, any line of its length
+    values: Any  # what those positions hold: a tuple, or the one string of one position
+
+    @classmethod
+    def of(cls, template_id: int, tokens: Sequence[str]) -> _Exact:
+        positions = [i for i, t in enumerate(tokens) if t != WILDCARD]
+        values = tuple(tokens[i] for i in positions)
+        if not positions:
+            return cls(template_id, 0, None, ())
+        return cls(
+            template_id,
+            len(positions),
+            itemgetter(*positions),
+            values if len(values) > 1 else values[0],
+        )
+
+    def matches(self, tokens: list[str]) -> bool:
+        return self.get is None or self.get(tokens) == self.values
+
+
+@dataclass
+class _Template:
+    group: int
+    shown: list[str]  # the first line's tokens as shown, and its separators (Tokenizer.shown)
+    separators: list[str]
+    merged_into: int | None = None
+    text: str | None = None  # as the group's variables are now (None: to be rebuilt)
 
 
 class LogParser:
@@ -103,33 +286,73 @@ class LogParser:
         log_format: LogFormat,
         templates: tuple[str, ...] = (),
         learn: bool = True,
-        similarity: float = 0.5,
         max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.format = log_format
+        self.rules: TemplateRules = log_format.templates
         self.learn = learn
-        self.similarity = similarity
         self.max_line_bytes = max_line_bytes
         self.stats = ParseStats()
-        self._templates: list[list[str]] = []
-        self._groups: dict[tuple[int, str], list[int]] = {}
+        self._tokenizer = self.rules.tokenizer
+        self._groups: list[_Group] = []
+        self._index: dict[tuple[int, str], list[int]] = {}  # (length, first token) -> groups
+        self._templates: list[_Template] = []
+        self._texts: list[str] = []  # frozen: the template texts as given
+        # (length, first token) -> templates by their constants, the most specific first
+        self._exact: dict[tuple[int, str], list[_Exact]] = {}
+        self._slots: dict[str, re.Pattern[str]] = {}  # template text -> its slot regex
+        self._live = 0
+        self._final: dict[int, int] | None = None  # learnt template id -> index in templates
         for template in templates:
-            self._add(template.split())
+            self._freeze(template)
 
+    # ---- what was learnt -------------------------------------------------------------------
     @property
     def templates(self) -> tuple[str, ...]:
-        return tuple(" ".join(t) for t in self._templates)
+        """Template texts, ordered by first appearance; with ``learn`` only the live ones (a
+        merged template's lines are its survivor's: see ``final_id``)."""
+        if not self.learn:
+            return tuple(self._texts)
+        return tuple(self._text(i) for i in self._live_ids())
 
-    def _add(self, tokens: list[str]) -> int:
-        self._templates.append(list(tokens))
-        template_id = len(self._templates) - 1
-        self._groups.setdefault(self._group(tokens), []).append(template_id)
-        return template_id
+    def sizes(self) -> ParserSizes:
+        """What the parser holds: its memory is these, each bounded (templates by
+        ``max_templates``, remembered words by the memo's limit)."""
+        return ParserSizes(
+            len(self._live_ids()) if self.learn else len(self._texts),
+            len(self._groups),
+            self._tokenizer.remembered,
+        )
 
-    @staticmethod
-    def _group(tokens: list[str]) -> tuple[int, str]:
-        return len(tokens), tokens[0] if tokens else ""
+    def final_id(self, template_id: int) -> int:
+        """Where a template id handed out while learning ended up: its index in ``templates``."""
+        while (into := self._templates[template_id].merged_into) is not None:
+            template_id = into
+        return self._final_index()[template_id]
 
+    def _live_ids(self) -> list[int]:
+        return [i for i, t in enumerate(self._templates) if t.merged_into is None]
+
+    def _final_index(self) -> dict[int, int]:
+        if self._final is None:  # rebuilt after templates were added or merged
+            self._final = {t: i for i, t in enumerate(self._live_ids())}
+        return self._final
+
+    def _text(self, template_id: int) -> str:
+        template = self._templates[template_id]
+        if template.text is None:
+            template.text = self._build_text(template)
+        return template.text
+
+    def _build_text(self, template: _Template) -> str:
+        group = self._groups[template.group]
+        tokens = [
+            t if (v is not None or i in group.numeric) else WILDCARD
+            for i, (v, t) in enumerate(zip(group.values, template.shown, strict=True))
+        ]
+        return joined(tokens, template.separators)
+
+    # ---- reading a line --------------------------------------------------------------------
     def refuse(self, line_no: int, reason: str) -> None:
         """A line the source could not hand on (e.g. too long to read whole), counted here."""
         self.stats.lines += 1
@@ -141,24 +364,27 @@ class LogParser:
         text = self._decode(raw, line_no)
         if text is None:
             return None
-        match = self.format.pattern.match(text)
-        if match is None:
+        split = self.format.split(text)
+        if split is None:
             self.stats.reject(line_no, "no_header")
             return None
-        content = match.group("content").strip()
-        header = {k: v for k, v in match.groupdict().items() if k != "content"}
-        raw_tokens = content.split()
-        tokens = tokenize(content)
-        template_id = self._match(tokens)
-        if template_id is None and self.learn:
-            template_id = self._add(tokens)
+        header, content = split
+        if self.learn:
+            template_id = self._learn(content)
+            if template_id is None:
+                self.stats.reject(line_no, TEMPLATE_LIMIT)
+                return None
+            self.stats.parsed += 1
+            text = self._text(template_id)
+            return ParsedLine(line_no, template_id, text, header, content, self._slot(text))
+        template_id = self._match(content)
         self.stats.parsed += 1
-        if template_id is None:
+        if template_id < 0:
             self.stats.unknown += 1
-            return ParsedLine(line_no, -1, " ".join(tokens), (), header, content)
-        template = self._templates[template_id]
-        params = tuple(r for r, t in zip(raw_tokens, template, strict=True) if t == WILDCARD)
-        return ParsedLine(line_no, template_id, " ".join(template), params, header, content)
+            shown, separators = self._tokenizer.shown(content)
+            return ParsedLine(line_no, -1, joined(shown, separators), header, content)
+        text = self._texts[template_id]
+        return ParsedLine(line_no, template_id, text, header, content, self._slot(text))
 
     def _decode(self, raw: bytes | str, line_no: int) -> str | None:
         if isinstance(raw, bytes):
@@ -176,7 +402,7 @@ class LogParser:
                 self.stats.reject(line_no, "too_long")
                 return None
         text = text.rstrip("\r\n")
-        if not text.strip():
+        if not text or text.isspace():
             self.stats.reject(line_no, "empty")
             return None
         if _CONTROL.search(text):
@@ -184,46 +410,154 @@ class LogParser:
             return None
         return text
 
-    def _candidates(self, tokens: list[str]) -> list[int]:
-        # A template whose first token became a wildcard lives in the (length, "<*>") group.
-        n, first = self._group(tokens)
-        found = list(self._groups.get((n, first), ()))
-        if first != WILDCARD:
-            found += self._groups.get((n, WILDCARD), ())
-        return found
+    # ---- learning --------------------------------------------------------------------------
+    def _learn(self, content: str) -> int | None:
+        tokenizer = self._tokenizer
+        tokens = tokenizer.split(content)
+        first = tokenizer.classify(tokens[0]) if tokens else ""
+        found = self._find(tokens, first)
+        if found is not None:
+            return found  # a line that matches a template exactly changes nothing
+        compared = tokenizer.compared(tokens)
+        group_id = self._join(compared)
+        if group_id is None:
+            return None
+        group = self._groups[group_id]
+        key = group.key(compared)
+        template_id = group.templates.get(key)
+        if template_id is None:
+            if self._live >= self.rules.max_templates:
+                return None
+            template_id = len(self._templates)
+            shown, separators = tokenizer.shown(content)
+            self._templates.append(_Template(group_id, shown, separators))
+            group.templates[key] = template_id
+            self._live += 1
+            self._final = None
+            self._index_exact(group, [template_id])
+        return template_id
 
-    def _match(self, tokens: list[str]) -> int | None:
-        """Best template for the line: exact match when frozen, Drain similarity when learning.
-
-        A template matches exactly when every constant token agrees (wildcards match anything).
-        When learning, a line that matches no template exactly joins the template sharing the
-        most constant tokens with it, if that share reaches ``similarity``; as in Drain, a
-        wildcard counts for nothing there, so two templates never merge on wildcards alone.
-        """
-        n = max(len(tokens), 1)
-        best, best_score, best_wild = None, -1.0, 0
-        for template_id in self._candidates(tokens):
-            template = self._templates[template_id]
-            wild = template.count(WILDCARD)
-            same = sum(1 for a, b in zip(template, tokens, strict=True) if a == b and a != WILDCARD)
-            if same + wild == len(tokens) and all(
-                a in (b, WILDCARD) for a, b in zip(template, tokens, strict=True)
-            ):
-                return template_id
-            score = same / n
-            if score > best_score or (score == best_score and wild < best_wild):
-                best, best_score, best_wild = template_id, score, wild
-        if best is not None and self.learn and best_score >= self.similarity:
-            self._merge(best, tokens)
-            return best
+    def _find(self, tokens: list[str], first: str) -> int | None:
+        for exact in self._exact.get((len(tokens), first), ()):
+            if exact.matches(tokens):
+                return exact.template_id
         return None
 
-    def _merge(self, template_id: int, tokens: list[str]) -> None:
-        template = self._templates[template_id]
-        old_group = self._group(template)
+    def _index_exact(self, group: _Group, template_ids: list[int]) -> None:
+        """Make learnt templates findable by their constants; one whose branch holds a number
+        (``numbers_branch``) or that has no constants takes the slow path instead."""
+        keys = {t: k for k, t in group.templates.items()}
+        for template_id in template_ids:
+            key = keys[template_id]
+            tokens = [WILDCARD if v is None else t for v, t in zip(group.values, key, strict=True)]
+            constants = sum(t != WILDCARD for t in tokens)
+            if constants == 0 or constants != sum(v is not None for v in group.values):
+                continue
+            self._add_exact(_Exact.of(template_id, tokens), (len(tokens), tokens[0]))
+
+    def _add_exact(self, exact: _Exact, where: tuple[int, str]) -> None:
+        entries = self._exact.setdefault(where, [])
+        entries.append(exact)
+        entries.sort(key=lambda e: -e.constants)
+
+    def _join(self, tokens: list[str]) -> int | None:
+        """The group the line belongs to, updated with it; a new group if none agrees enough."""
+        index_key = (len(tokens), tokens[0] if tokens else "")
+        candidates = self._index.setdefault(index_key, [])
+        best, best_score = None, -1.0
+        for group_id in candidates:
+            score = self._groups[group_id].agreement(tokens)
+            if score > best_score:
+                best, best_score = group_id, score
+        if best is None or best_score < self.rules.similarity:
+            if self._live >= self.rules.max_templates:
+                return None
+            # A number is a variable from the start, unless numbers branch like words.
+            branch = self.rules.numbers_branch
+            values = [{t} if (t != WILDCARD or branch) else None for t in tokens]
+            numeric = {i for i, v in enumerate(values) if v is None}
+            self._groups.append(_Group(values, numeric=numeric))
+            candidates.append(len(self._groups) - 1)
+            return len(self._groups) - 1
+        self._absorb(best, tokens)
+        return best
+
+    def _absorb(self, group_id: int, tokens: list[str]) -> None:
+        group = self._groups[group_id]
+        became_variable = False
         for i, token in enumerate(tokens):
-            if template[i] != token:
-                template[i] = WILDCARD
-        if self._group(template) != old_group:
-            self._groups[old_group].remove(template_id)
-            self._groups.setdefault(self._group(template), []).append(template_id)
+            values = group.values[i]
+            if values is None:
+                continue
+            if token == WILDCARD and not self.rules.numbers_branch:
+                group.values[i] = None  # a number in a second line: the position is a variable
+            elif token in values:
+                continue
+            else:
+                values.add(token)
+                if len(values) < self.rules.branch_limit:
+                    continue
+                group.values[i] = None
+            became_variable = True
+        if became_variable:
+            old = set(group.templates.values())
+            for template_id in old:
+                self._templates[template_id].text = None
+            self._merge_templates(group)
+            where = (len(tokens), tokens[0] if tokens else "")
+            entries = self._exact.get(where, [])
+            entries[:] = [e for e in entries if e.template_id not in old]
+            self._index_exact(group, list(group.templates.values()))
+
+    def _merge_templates(self, group: _Group) -> None:
+        """Templates whose branch words differ only where a variable now is become one (the
+        first keeps its id; the others point to it)."""
+        merged: dict[tuple[str, ...], int] = {}
+        for key, template_id in sorted(group.templates.items(), key=lambda kv: kv[1]):
+            values = group.values
+            new_key = tuple(WILDCARD if v is None else t for v, t in zip(values, key, strict=True))
+            survivor = merged.setdefault(new_key, template_id)
+            if survivor != template_id:
+                self._templates[template_id].merged_into = survivor
+                self._live -= 1
+                self._final = None
+        group.templates = merged
+
+    # ---- matching a frozen vocabulary ------------------------------------------------------
+    def _freeze(self, template: str) -> None:
+        tokens = self._tokenizer.template_tokens(template)
+        template_id = len(self._texts)
+        self._texts.append(template)
+        self._add_exact(_Exact.of(template_id, tokens), (len(tokens), tokens[0] if tokens else ""))
+
+    def _match(self, content: str) -> int:
+        tokens = self._tokenizer.split(content)
+        first = self._tokenizer.classify(tokens[0]) if tokens else ""
+        found = self._find(tokens, first)
+        if found is None and first != WILDCARD:
+            found = self._find(tokens, WILDCARD)  # a template whose first token is a variable
+        return -1 if found is None else found
+
+    def _slot(self, template: str) -> re.Pattern[str]:
+        pattern = self._slots.get(template)
+        if pattern is None:
+            if len(self._slots) >= _CACHE_LIMIT:
+                self._slots.clear()
+            pattern = self._slots[template] = slot_pattern(template)
+        return pattern
+
+
+def joined(tokens: list[str], separators: list[str]) -> str:
+    """Tokens put back between their separators (``Tokenizer.tokens``)."""
+    return separators[0] + "".join(t + s for t, s in zip(tokens, separators[1:], strict=True))
+
+
+def slot_pattern(template: str) -> re.Pattern[str]:
+    """A regex that matches a line's content to its template, one group per wildcard (as
+    logparser extracts a ParameterList); runs of whitespace match any whitespace."""
+    pieces = []
+    for i, literal in enumerate(template.split(WILDCARD)):
+        if i:
+            pieces.append("(.*?)")
+        pieces.append(r"\s+".join(re.escape(w) for w in re.split(r"\s+", literal)))
+    return re.compile("^" + "".join(pieces) + "$", re.DOTALL)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from client.alerts import AnyAlert, Check, SessionVerdict
 from client.checkpoint import Checkpoint
 from client.detection import KeyModel, PartResult, StreamingDetector
-from client.formats import HDFS_FORMAT
+from client.formats import LogFormat, builtin
 from client.log_anomaly import LogAnomalyModel, SessionDetector
 from client.outputs import CallbackOutputs, Outputs
 from client.param_detection import ParamDetector, ParamModel
-from client.parsing import BAD_TIME, LogFormat, LogParser, ParseStats
+from client.parsing import BAD_TIME, LogParser, ParseStats
 from client.sessions import CloseCause, OpenSession, SessionTable, StreamClock
 from client.sources import Position, Record
 from client.stage_clock import PARAMS, PARSE, SESSIONS, StageClock
@@ -82,7 +82,7 @@ class StreamSummary:
         )
 
 
-def frozen_parser(model: KeyModel, log_format: LogFormat = HDFS_FORMAT) -> LogParser:
+def frozen_parser(model: KeyModel, log_format: LogFormat) -> LogParser:
     """A parser that knows exactly the templates of the version it will talk to."""
     return LogParser(log_format, templates=model.meta.vocabulary.templates, learn=False)
 
@@ -98,7 +98,7 @@ class StreamEngine:
         self,
         model: KeyModel,
         outputs: Outputs,
-        log_format: LogFormat = HDFS_FORMAT,
+        log_format: LogFormat | None = None,
         config: StreamConfig = StreamConfig(),
         params: ParamModel | None = None,
         diagnose: LogAnomalyModel | None = None,
@@ -110,6 +110,7 @@ class StreamEngine:
                 f"{params.meta.vocabulary.fingerprint}, deeplog_keys v{model.meta.version} on "
                 f"{model.meta.vocabulary.fingerprint}: their key ids do not mean the same templates"
             )
+        log_format = log_format or builtin("hdfs")
         self.model, self.outputs, self.format, self.config = model, outputs, log_format, config
         self.parser = frozen_parser(model, log_format)
         self.stages = StageClock()
@@ -173,7 +174,7 @@ class StreamEngine:
         self.clock.observe(when)
         now = self.clock.now()
         key = FIRST_KEY + parsed.template_id if parsed.template_id >= 0 else UNKNOWN
-        sessions = self.format.sessions(parsed)
+        sessions = self.format.sessions(parsed, when)
         if not sessions:
             self.summary.lines_without_session += 1
         live = [s for s in sessions if not self._replayed(s, record.line_no)]
@@ -184,7 +185,8 @@ class StreamEngine:
         first = sessions[0] if sessions else ""
         if self.params is not None and parsed.template_id >= 0 and (first in live or not first):
             with self.stages.stage(PARAMS):
-                alerts = self.params.push(first, key, parsed.params, when, record.line_no)
+                gap_clock = when if self.format.clock.timed else None
+                alerts = self.params.push(first, key, parsed.params, gap_clock, record.line_no)
             self._emit(alerts)
         self._after_line()
 
@@ -411,7 +413,7 @@ def detect_stream(
     lines: Iterable[bytes | str],
     model: KeyModel,
     on_alert: Callable[[AnyAlert], None],
-    log_format: LogFormat = HDFS_FORMAT,
+    log_format: LogFormat | None = None,
     params: ParamModel | None = None,
     diagnose: LogAnomalyModel | None = None,
     on_verdict: Callable[[SessionVerdict], None] | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client.formats import BGL_FORMAT
+from client.formats import builtin
 from client.parsing import LogParser
 from export.asgnet import AsgnetConfig, Units, ablation, stratified_split, train_asgnet
 from export.contract.units import NORMAL
@@ -81,13 +81,13 @@ def bgl_dataset(data_root: Path | None = None, window: int = BGL_WINDOW) -> Data
     path = (data_root or DEFAULT_DATA) / "loghub" / "BGL" / "BGL_2k.log"
     if not path.exists():
         raise DataMissing(f"BGL sample not found at {path} (expected ../shared/data)")
-    parser = LogParser(BGL_FORMAT)
+    parser = LogParser(builtin("bgl"))
     lines = [parser.parse(raw, i) for i, raw in enumerate(path.read_bytes().splitlines(), 1)]
     parsed = [p for p in lines if p is not None]
     windows = [parsed[i : i + window] for i in range(0, len(parsed), window)]
     categories = []
     for w in windows:
-        alerts = Counter(p.header["label"] for p in w if p.header["label"] != "-")
+        alerts = Counter(p.header["Label"] for p in w if p.header["Label"] != "-")
         categories.append(alerts.most_common(1)[0][0] if alerts else NORMAL)
     frequent = Counter(categories)
     categories = [

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client.formats import HDFS_FORMAT, OPENSTACK_FORMAT
+from client.formats import LogFormat, builtin
 from client.ops.training import learn_corpus, train_and_publish_params
 from client.ops.workload import WorkloadConfig, generate_workload
 from client.param_detection import ParamAlert, ParamDetector, ParamModel, open_param_model
-from client.parsing import LogFormat, LogParser
+from client.parsing import LogParser
 from client.triton_client import TritonClient
 from export.deeplog_params import ParamModelConfig
 from server_config.launcher import TritonServer
@@ -112,8 +112,9 @@ def delayed_steps(lines: list[bytes], factor: float, rng: np.random.Generator) -
 
 def _openstack_time(line: bytes) -> float | None:
     """The line's time by the format's own clock; None for a line without an OpenStack header."""
-    match = OPENSTACK_FORMAT.pattern.match(line.decode("utf-8", errors="replace"))
-    return OPENSTACK_FORMAT.clock(match.groupdict()) if match else None
+    openstack = builtin("openstack")
+    split = openstack.split(line.decode("utf-8", errors="replace"))
+    return openstack.clock(split[0]) if split else None
 
 
 def _with_time(line: bytes, seconds: float) -> bytes:
@@ -132,10 +133,10 @@ def evaluate_openstack(
     lines = [lines[i] for i in order]
     cut = int(len(lines) * 0.7)
     train, held_out = lines[:cut], lines[cut:]
-    corpus = learn_corpus(train, OPENSTACK_FORMAT)
+    corpus = learn_corpus(train, builtin("openstack"))
     version = train_and_publish_params(corpus, repository, config)
     model = open_param_model(triton, version=version)
-    clean, checked = flagged_lines(held_out, model, OPENSTACK_FORMAT)
+    clean, checked = flagged_lines(held_out, model, builtin("openstack"))
     fpr = len(clean) / max(checked, 1)
     rows = []
     # Each injection, and the dimension an alert must name to count as catching it.
@@ -149,7 +150,7 @@ def evaluate_openstack(
             for repeat in range(REPEATS):  # few eligible entries: repeat with other draws
                 rng = np.random.default_rng(seed + repeat)
                 changed, injected = inject(held_out, magnitude, rng)
-                flagged, _ = flagged_lines(changed, model, OPENSTACK_FORMAT)
+                flagged, _ = flagged_lines(changed, model, builtin("openstack"))
                 injected_total += len(injected)
                 caught += sum(
                     1
@@ -177,11 +178,11 @@ def evaluate_workload(
     triton: TritonClient, repository: Path, config: ParamModelConfig, seed: int = 0
 ) -> list[InjectionRow]:
     train = generate_workload(WorkloadConfig(blocks=1500, anomaly_rate=0.0, seed=seed))
-    corpus = learn_corpus(train.lines, HDFS_FORMAT)
+    corpus = learn_corpus(train.lines, builtin("hdfs"))
     version = train_and_publish_params(corpus, repository, config)
     model = open_param_model(triton, version=version)
     clean_log = generate_workload(WorkloadConfig(blocks=600, anomaly_rate=0.0, seed=seed + 1))
-    clean, checked = flagged_lines(clean_log.lines, model, HDFS_FORMAT)
+    clean, checked = flagged_lines(clean_log.lines, model, builtin("hdfs"))
     fpr = len(clean) / max(checked, 1)
     rows = []
     for magnitude in tqdm(MAGNITUDES, desc="workload slow block write", unit="magnitude"):
@@ -194,7 +195,7 @@ def evaluate_workload(
                 anomaly_types=("slow_transfer",),
             )
         )
-        flagged, _ = flagged_lines(workload.lines, model, HDFS_FORMAT)
+        flagged, _ = flagged_lines(workload.lines, model, builtin("hdfs"))
         slow = workload.anomalous_blocks
         caught = {a.session for a in flagged.values() if a.dimension == "gap_s"} & slow
         rows.append(

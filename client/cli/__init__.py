@@ -1,7 +1,7 @@
 """Command line: ``python -m client <command>`` (also installed as ``logad``).
 
 Commands are thin: they parse arguments and call one function, found in a table. The runtime
-commands (``detect``, ``feedback``) need no torch; the operations (``demo``, ``train``,
+commands (``detect``, ``feedback``, ``parse``) need no torch; the operations (``demo``, ``train``,
 ``retrain``, ``rollback``) import what they need when they run. The evaluations are
 ``python -m benchmarks``'s.
 """
@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable
 
 from client.checkpoint import CheckpointError
-from client.cli import detect, feedback, ops
+from client.cli import detect, feedback, ops, parse
 from client.cli.args import BadArguments
 from client.feedback import FeedbackError, StoreError
+from client.formats import FormatError
 from client.metrics import MetricsError
 from client.ops.errors import NotEnoughData, RetrainError
 from client.triton_client import InferenceError, NotServed, ServerUnavailable
@@ -23,7 +24,7 @@ from export.contract.errors import VersionMismatch
 from export.hdfs_data import DataMissing
 from server_config.launcher import ServerStartError
 
-GROUPS = (detect, feedback, ops)
+GROUPS = (detect, feedback, ops, parse)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: command for group in GROUPS for name, command in group.COMMANDS.items()
 }
@@ -38,6 +39,7 @@ USER_ERRORS = (
     FileNotFoundError,
     FeedbackError,
     StoreError,
+    FormatError,
     RetrainError,
     NotEnoughData,
     VersionMismatch,

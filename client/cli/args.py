@@ -39,6 +39,19 @@ def port(text: str) -> int:
     return value
 
 
+def add_format_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    from client.formats import builtin_names
+
+    parser.add_argument(
+        "--format",
+        dest="log_format",
+        default=default,
+        metavar="NAME|FILE",
+        help=f"the log's format: built-in ({', '.join(builtin_names())}) or a .toml format file"
+        + ("" if default else "; default: the one the served version was trained with"),
+    )
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """--url and how to reach a server that speaks TLS or restricts its repository API."""
     parser.add_argument("--url", default=DEFAULT_URL, help="Triton's gRPC host:port")

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from client.cli.args import (
     DEFAULT_STORE,
+    add_format_argument,
     add_server_arguments,
     client_security,
     port,
     positive,
 )
-from client.formats import FORMATS
 from client.pipeline import StreamConfig
 
 DEFAULT_METRICS_PORT = 9108
@@ -38,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     detect.add_argument(
         "--follow", action="store_true", help="keep reading as the file grows (as tail -F)"
     )
-    detect.add_argument("--log-format", choices=sorted(FORMATS), default="hdfs")
+    add_format_argument(detect, default=None)
     add_server_arguments(detect)
     detect.add_argument(
         "--params",
@@ -118,6 +118,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_detect(args: argparse.Namespace) -> int:
     from client.checkpoint import Checkpoint
     from client.detection import open_key_model
+    from client.formats import trained_format
     from client.metrics import DetectionMetrics
     from client.outputs import AlertRecorder, DetectionOutputs, JsonLinesLog
     from client.param_detection import open_param_model
@@ -133,7 +134,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     log = None if stdin else Path(args.log)
     if log is not None and not args.follow and not log.is_file():
         raise FileNotFoundError(f"no log file {log}")
-    log_format = FORMATS[args.log_format]
 
     metrics = DetectionMetrics()
     triton = TritonClient(
@@ -144,6 +144,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
     load = not args.no_load
     model = open_key_model(triton, args.version, load=load)
+    log_format = trained_format(
+        model.meta.vocabulary.log_format, f"deeplog_keys v{model.meta.version}", args.log_format
+    )
     params = (
         open_param_model(triton, PARAM_FORMATS[args.params].name, load=load)
         if args.params

@@ -8,7 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from client.cli.args import DEFAULT_STORE, add_server_arguments, client_security, positive
+from client.cli.args import (
+    DEFAULT_STORE,
+    add_format_argument,
+    add_server_arguments,
+    client_security,
+    positive,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -18,13 +24,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train both DeepLog models on a normal raw log")
     train.add_argument("log", type=Path)
-    train.add_argument("--log-format", choices=["hdfs", "openstack"], default="hdfs")
+    add_format_argument(train, default="hdfs")
     train.add_argument("--repository", type=Path, default=Path("model_repository"))
     train.add_argument(
-        "--format",
+        "--params",
         choices=["onnx", "torchscript"],
         default="onnx",
-        help="export format of the parameter-value model",
+        help="how the parameter-value model is exported (and served)",
     )
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--top-g", type=int, default=None, help="default: calibrated")
@@ -71,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from client.formats import FORMATS
+    from client.formats import load_format
     from client.ops.training import (
         learn_corpus,
         require_sessions,
@@ -83,8 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not args.log.is_file():
         raise FileNotFoundError(f"no log file {args.log}")
+    log_format = load_format(args.log_format)
     lines = args.log.read_bytes().splitlines()
-    log_format = FORMATS[args.log_format]
     corpus = learn_corpus(lines, log_format)
     print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
     require_sessions(corpus, lines, log_format, str(args.log))
@@ -100,12 +106,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         corpus,
         args.repository,
         ParamModelConfig(epochs=args.param_epochs, confidence=args.confidence),
-        export_format=args.format,
+        export_format=args.params,
     )
     from export.contract.specs import PARAM_FORMATS
 
-    name = PARAM_FORMATS[args.format].name
-    print(f"{name} v{params_version} ({args.format}) written to {args.repository}")
+    name = PARAM_FORMATS[args.params].name
+    print(f"{name} v{params_version} ({args.params}) written to {args.repository}")
     return 0
 
 

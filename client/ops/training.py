@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from client.formats import HDFS_FORMAT
+from client.formats import LogFormat, builtin
 from client.ops.errors import NotEnoughData
 from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
-from client.parsing import BAD_TIME, LogFormat, LogParser, ParseStats
+from client.parsing import BAD_TIME, LogParser, ParseStats
 from export.asgnet import AsgnetConfig, Units, train_asgnet
 from export.contract.units import NORMAL
 from export.contract.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
@@ -35,19 +35,22 @@ class Corpus:
     stats: ParseStats
 
 
-def learn_corpus(lines: Iterable[bytes | str], log_format: LogFormat = HDFS_FORMAT) -> Corpus:
+def learn_corpus(lines: Iterable[bytes | str], log_format: LogFormat | None = None) -> Corpus:
     """Mine templates from a normal log, then read it again with the final templates.
 
     Two passes, because a template gains wildcards while it is learnt: only the final templates
     give every line of a key the same parameter positions.
     """
     lines = list(lines)
+    log_format = log_format or builtin("hdfs")
     learner = LogParser(log_format, learn=True)
     for line_no, raw in enumerate(lines, start=1):
         learner.parse(raw, line_no)
     templates = learner.templates
     vocabulary = KeyVocabulary(
-        names=tuple(f"T{i + 1}" for i in range(len(templates))), templates=templates
+        names=tuple(f"T{i + 1}" for i in range(len(templates))),
+        templates=templates,
+        log_format=log_format.source,
     )
     parser = LogParser(log_format, templates=templates, learn=False)
     schema_learner = SchemaLearner()
@@ -63,7 +66,8 @@ def learn_corpus(lines: Iterable[bytes | str], log_format: LogFormat = HDFS_FORM
             learner.stats.retract(line_no, BAD_TIME, False)
             continue
         key = FIRST_KEY + parsed.template_id
-        ids = log_format.sessions(parsed)
+        ids = log_format.sessions(parsed, when)
+        when = when if log_format.clock.timed else None  # no timestamps: no gaps to learn
         for session in ids:
             sessions.setdefault(session, []).append(key)
         schema_learner.observe(key, parsed.template, parsed.params)
@@ -86,7 +90,7 @@ def require_sessions(
     corpus: Corpus, lines: list[bytes], log_format: LogFormat, source: str
 ) -> None:
     """Refuse a training log that yields too few sessions, saying how many lines matched the
-    format and showing one that did not (the usual cause: the wrong --log-format)."""
+    format and showing one that did not (the usual cause: the wrong --format)."""
     found = len(corpus.sessions)
     if found >= MIN_TRAINING_SESSIONS:
         return
@@ -144,9 +148,10 @@ def train_and_publish_params(
 
 
 def session_keys(
-    lines: Iterable[bytes | str], vocabulary: KeyVocabulary, log_format: LogFormat = HDFS_FORMAT
+    lines: Iterable[bytes | str], vocabulary: KeyVocabulary, log_format: LogFormat | None = None
 ) -> dict[str, list[int]]:
     """Each session's keys under a fixed vocabulary (unseen templates are UNKNOWN)."""
+    log_format = log_format or builtin("hdfs")
     parser = LogParser(log_format, templates=vocabulary.templates, learn=False)
     sessions: dict[str, list[int]] = {}
     for line_no, raw in enumerate(lines, start=1):
@@ -154,7 +159,11 @@ def session_keys(
         if parsed is None:
             continue
         key = FIRST_KEY + parsed.template_id if parsed.template_id >= 0 else UNKNOWN
-        for session in log_format.sessions(parsed):
+        try:
+            when = log_format.clock(parsed.header)
+        except (ValueError, KeyError, OverflowError):
+            continue
+        for session in log_format.sessions(parsed, when):
             sessions.setdefault(session, []).append(key)
     return sessions
 
@@ -164,7 +173,7 @@ def labelled_units(
     labels: dict[str, str],
     classes: tuple[str, ...],
     vocabulary: KeyVocabulary,
-    log_format: LogFormat = HDFS_FORMAT,
+    log_format: LogFormat | None = None,
 ) -> Units:
     """A labelled log's sessions as ASGNet units; ``labels`` maps session -> class name
     (sessions it does not name are normal)."""

@@ -26,6 +26,9 @@ class KeyVocabulary:
 
     names: tuple[str, ...]
     templates: tuple[str, ...]
+    # The text of the log format file the templates were learnt with (client/formats.py):
+    # lines read with another format would map to other keys. Empty: not recorded.
+    log_format: str = ""
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.templates):
@@ -58,12 +61,20 @@ class KeyVocabulary:
     @property
     def fingerprint(self) -> str:
         """Content hash: two vocabularies with the same fingerprint map keys identically."""
-        blob = json.dumps([self.names, self.templates], ensure_ascii=False).encode()
+        parts = [self.names, self.templates, *([self.log_format] if self.log_format else [])]
+        blob = json.dumps(parts, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
-        return {"names": list(self.names), "templates": list(self.templates)}
+        data: dict[str, Any] = {"names": list(self.names), "templates": list(self.templates)}
+        if self.log_format:
+            data["log_format"] = self.log_format
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> KeyVocabulary:
-        return cls(names=tuple(data["names"]), templates=tuple(data["templates"]))
+        return cls(
+            names=tuple(data["names"]),
+            templates=tuple(data["templates"]),
+            log_format=data.get("log_format", ""),
+        )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from client.formats import HDFS_FORMAT
+from client.formats import builtin
 from client.ops.workload import WorkloadConfig, generate_workload
 from client.pipeline import StreamConfig, detect_stream
 from client.sessions import CloseCause
@@ -90,7 +90,7 @@ def test_sessions_close_at_their_end_rule_when_idle_and_early_when_too_many_are_
     """The same log, three ways: each session is checked exactly once, whatever closed it."""
     baseline, end_rule, crowded = [], [], []
     detect_stream(workload.lines, workload_model, lambda a: None, on_verdict=baseline.append)
-    deleting = replace(HDFS_FORMAT, end_rule=re.compile(r"^Deleting block"))
+    deleting = replace(builtin("hdfs"), end_rule=re.compile(r"^Deleting block"))
     summary = detect_stream(
         workload.lines,
         workload_model,

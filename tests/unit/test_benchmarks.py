@@ -8,8 +8,10 @@ import numpy as np
 from benchmarks.end_to_end import replicate
 from benchmarks.parsers import grouping_accuracy
 from benchmarks.perf_analyzer import read_csv, write_input_data
-from client.formats import HDFS_FORMAT, hdfs_session_ids
+from client.formats import builtin
 from client.parsing import LogParser
+
+HDFS = builtin("hdfs")
 
 
 def test_a_line_counts_only_when_its_predicted_group_is_exactly_its_true_group():
@@ -56,8 +58,8 @@ def test_input_data_carries_each_requests_shape_and_text_as_strings(tmp_path):
 def test_each_copy_of_a_replicated_log_has_its_own_sessions():
     line = b"081109 203518 143 INFO dfs.DataNode: Receiving block blk_-16089 src: /10.0.0.1:5"
     copies = replicate([line], 3)
-    parser = LogParser(HDFS_FORMAT, learn=True)
-    sessions = [hdfs_session_ids(parser.parse(c, i)) for i, c in enumerate(copies, 1)]
+    parser = LogParser(HDFS, learn=True)
+    sessions = [HDFS.sessions(parser.parse(c, i)) for i, c in enumerate(copies, 1)]
     assert len({s[0] for s in sessions}) == 3
     assert all(
         c.replace(s[0].encode(), b"") == copies[0].replace(sessions[0][0].encode(), b"")

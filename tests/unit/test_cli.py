@@ -9,10 +9,19 @@ from client.cli import COMMANDS, build_parser, main
 
 def test_every_command_parses_and_has_a_handler():
     parser = build_parser()
-    args = parser.parse_args(["train", "normal.log", "--format", "torchscript"])
-    assert (args.command, args.format, args.log) == ("train", "torchscript", Path("normal.log"))
+    args = parser.parse_args(["train", "normal.log", "--format", "bgl", "--params", "torchscript"])
+    assert (args.command, args.log_format, args.params) == ("train", "bgl", "torchscript")
+    assert args.log == Path("normal.log")
     assert parser.parse_args(["detect", "x.log", "--params", "onnx"]).params == "onnx"
-    assert set(COMMANDS) == {"demo", "train", "detect", "feedback", "retrain", "rollback"}
+    assert set(COMMANDS) == {
+        "demo",
+        "train",
+        "detect",
+        "feedback",
+        "retrain",
+        "rollback",
+        "parse",
+    }
     fb = parser.parse_args(["feedback", "confirm", "abc123", "--label", "truncated"])
     assert (fb.action, fb.alert_id, fb.label) == ("confirm", "abc123", "truncated")
 

@@ -1,11 +1,15 @@
 """The streaming parser: templates and keys from raw lines; bad lines counted, never raised."""
 
 import csv
+import random
+from dataclasses import replace
 
 import pytest
 
-from client.formats import HDFS_FORMAT, hdfs_session_ids
-from client.parsing import WILDCARD, LogParser, tokenize
+from client.formats import builtin, parse_format
+from client.parsing import TEMPLATE_LIMIT, WILDCARD, LogParser, TemplateRules, tokenize
+
+HDFS = builtin("hdfs")
 
 RECEIVING = (
     b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906 "
@@ -28,21 +32,17 @@ def test_tokens_holding_a_digit_are_variables():
 
 
 def test_a_line_gives_its_template_parameters_and_header():
-    parser = LogParser(HDFS_FORMAT, learn=True)
+    parser = LogParser(HDFS, learn=True)
     parsed = parser.parse(RECEIVING, 1)
-    assert parsed.template == "Receiving block <*> src: <*> dest: <*>"
-    assert parsed.params == (
-        "blk_-1608999687919862906",
-        "/10.250.19.102:54106",
-        "/10.250.19.102:50010",
-    )
-    assert parsed.header["level"] == "INFO"
-    assert parsed.header["component"] == "dfs.DataNode$DataXceiver"
-    assert hdfs_session_ids(parsed) == ["blk_-1608999687919862906"]
+    assert parsed.template == "Receiving block blk_<*> src: /<*> dest: /<*>"
+    assert parsed.params == ("-1608999687919862906", "10.250.19.102:54106", "10.250.19.102:50010")
+    assert parsed.header["Level"] == "INFO"
+    assert parsed.header["Component"] == "dfs.DataNode$DataXceiver"
+    assert HDFS.sessions(parsed) == ["blk_-1608999687919862906"]
 
 
 def test_the_same_template_gets_the_same_key():
-    parser = LogParser(HDFS_FORMAT, learn=True)
+    parser = LogParser(HDFS, learn=True)
     first = parser.parse(RECEIVING, 1)
     second = parser.parse(RECEIVING.replace(b"blk_-1608999687919862906", b"blk_42"), 2)
     assert first.template_id == second.template_id
@@ -50,9 +50,9 @@ def test_the_same_template_gets_the_same_key():
 
 
 def test_a_frozen_parser_maps_unseen_templates_to_unknown():
-    learnt = LogParser(HDFS_FORMAT, learn=True)
+    learnt = LogParser(HDFS, learn=True)
     learnt.parse(RECEIVING, 1)
-    frozen = LogParser(HDFS_FORMAT, templates=learnt.templates, learn=False)
+    frozen = LogParser(HDFS, templates=learnt.templates, learn=False)
     assert frozen.parse(RECEIVING, 1).template_id == 0
     unseen = frozen.parse(SERVED, 2)
     assert unseen.template_id == -1
@@ -73,7 +73,7 @@ def test_a_frozen_parser_maps_unseen_templates_to_unknown():
     ],
 )
 def test_malformed_lines_are_counted_by_reason_never_raised(raw, reason):
-    parser = LogParser(HDFS_FORMAT, learn=True)
+    parser = LogParser(HDFS, learn=True)
     assert parser.parse(raw, 7) is None
     assert parser.stats.malformed == {reason: 1}
     assert parser.stats.examples == [(7, reason)]
@@ -88,7 +88,7 @@ def test_grouping_accuracy_on_loghub_hdfs_matches_published_drain(loghub_dir):
     with open(loghub_dir / "HDFS" / "HDFS_2k.log_structured.csv", newline="") as f:
         truth = [row["EventId"] for row in csv.DictReader(f)]
     raw = (loghub_dir / "HDFS" / "HDFS_2k.log").read_bytes().splitlines()
-    parser = LogParser(HDFS_FORMAT, learn=True)
+    parser = LogParser(HDFS, learn=True)
     predicted = [parser.parse(line, i).template_id for i, line in enumerate(raw)]
     assert parser.stats.malformed_total == 0
     groups_pred: dict[int, set[int]] = {}
@@ -102,3 +102,78 @@ def test_grouping_accuracy_on_loghub_hdfs_matches_published_drain(loghub_dir):
         if groups_pred[p] == groups_true[t]
     )
     assert correct / len(truth) >= 0.9975  # Drain's published GA on this sample
+
+
+def _learn(lines, **rules):
+    log_format = parse_format(
+        'name = "t"\n[header]\nlayout = "<Content>"\n[sessions]\nwindow_lines = 100\n', "t"
+    )
+    log_format = replace(log_format, templates=TemplateRules(**rules))
+    parser = LogParser(log_format, learn=True)
+    ids = [parser.parse(line, i).template_id for i, line in enumerate(lines, 1)]
+    return parser, ids
+
+
+def test_a_position_keeps_its_words_as_templates_until_it_takes_branch_limit_of_them():
+    events = ["Started", "Paused", "Resumed"]
+    parser, ids = _learn(
+        [f"[instance: {i}] VM {e} (Lifecycle Event)" for i, e in enumerate(events * 3)],
+        branch_limit=4,
+    )
+    assert len(parser.templates) == 3, "three events, three templates"
+    assert "[instance: <*>] VM Paused (Lifecycle Event)" in parser.templates
+    users = ["alice", "bob", "carol", "dave"]
+    parser, ids = _learn([f"session opened for user {u}" for u in users], branch_limit=4)
+    assert parser.templates == ("session opened for user <*>",)
+    assert {parser.final_id(i) for i in ids} == {0}, "early lines end in the merged template"
+    assert len(set(ids)) == 3, "the first three users each had a template on arrival"
+
+
+def test_a_number_makes_its_position_a_variable_unless_numbers_branch():
+    lines = ["Fan speeds ( 3552 3534 )", "Fan speeds ( 3552 **** )", "Fan speeds ( 1 2 )"]
+    parser, _ = _learn(lines)
+    assert parser.templates == ("Fan speeds ( <*> <*> )",)
+    parser, _ = _learn(lines, numbers_branch=True)
+    assert set(parser.templates) == {"Fan speeds ( <*> <*> )", "Fan speeds ( <*> **** )"}
+
+
+def test_ever_new_numbers_never_grow_the_template_set():
+    rng = random.Random(0)
+    lines = [
+        f"job {rng.randrange(10**9)} took {rng.random() * 1e4:.3f} ms on node-{rng.randrange(999)}"
+        f" (0x{rng.randrange(16**8):08x})"
+        for _ in range(20_000)
+    ]
+    parser, _ = _learn(lines)
+    assert len(parser.templates) == 1
+    assert parser.templates[0] == "job <*> took <*> ms on node-<*> (<*>)"
+
+
+def test_learning_stops_at_max_templates_and_counts_what_it_could_not_keep():
+    parser = LogParser(replace(HDFS, templates=TemplateRules(max_templates=2)), learn=True)
+    for i, line in enumerate([RECEIVING, SERVED, RECEIVING.replace(b"Receiving", b"Sending")]):
+        parser.parse(line.replace(b"src", b"from"), i)
+    assert len(parser.templates) == 2
+    assert parser.stats.malformed == {TEMPLATE_LIMIT: 1}
+
+
+def test_a_frozen_parser_matches_the_templates_it_was_built_from_exactly(loghub_dir):
+    raw = (loghub_dir / "BGL" / "BGL_2k.log").read_bytes().splitlines()
+    bgl = builtin("bgl")
+    learnt = LogParser(bgl, learn=True)
+    arrived = [learnt.parse(line, i).template_id for i, line in enumerate(raw, 1)]
+    ids = [learnt.final_id(i) for i in arrived]
+    frozen = LogParser(bgl, templates=learnt.templates, learn=False)
+    assert [frozen.parse(line, i).template_id for i, line in enumerate(raw, 1)] == ids
+
+
+def test_a_token_mask_makes_its_token_a_variable_and_a_line_mask_may_span_tokens():
+    rules = TemplateRules(masks=(r"([\w-]+\.){2,}[\w-]+",), line_masks=(r'(?<=tag=")[^"]*',))
+    assert tokenize('lock by com.android.phone tag="View Lock" ok', rules) == [
+        "lock",
+        "by",
+        WILDCARD,
+        WILDCARD,  # tag="<*>"
+        "ok",
+    ]
+    assert tokenize("a=1,b=x", TemplateRules(delimiters=",=")) == ["a", WILDCARD, "b", "x"]

@@ -1,8 +1,10 @@
 """The embedded workload generator: HDFS-shaped lines with known truth, reproducible."""
 
-from client.formats import HDFS_FORMAT, hdfs_session_ids
+from client.formats import builtin
 from client.ops.workload import ANOMALY_TYPES, WorkloadConfig, generate_workload
 from client.parsing import LogParser
+
+HDFS = builtin("hdfs")
 
 
 def test_the_same_seed_gives_the_same_log():
@@ -12,11 +14,11 @@ def test_the_same_seed_gives_the_same_log():
 
 def test_every_line_belongs_to_a_block_whose_truth_is_known():
     workload = generate_workload(WorkloadConfig(blocks=200, anomaly_rate=0.3, seed=1))
-    parser = LogParser(HDFS_FORMAT)
+    parser = LogParser(HDFS)
     seen = set()
     for i, line in enumerate(workload.lines):
         parsed = parser.parse(line, i)
-        seen.update(hdfs_session_ids(parsed))
+        seen.update(HDFS.sessions(parsed))
     assert parser.stats.malformed_total == 0
     assert seen == set(workload.truth)
     kinds = {k for k in workload.truth.values() if k}
@@ -27,7 +29,7 @@ def test_every_line_belongs_to_a_block_whose_truth_is_known():
 def test_normal_workloads_have_no_anomalies_and_malformed_lines_are_mixed_in():
     workload = generate_workload(WorkloadConfig(blocks=30, anomaly_rate=0.0, malformed_lines=4))
     assert not workload.anomalous_blocks
-    parser = LogParser(HDFS_FORMAT)
+    parser = LogParser(HDFS)
     for i, line in enumerate(workload.lines):
         parser.parse(line, i)
     assert parser.stats.malformed_total == 4
