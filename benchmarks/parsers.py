@@ -64,8 +64,10 @@ class ParserResult:
     system: str
     parser: str
     lines: int
-    learn_s: float
+    learn_s: float  # from raw bytes: decode, header, template
     match_s: float
+    learn_content_s: float  # from the content alone: the template step (Drain3's API)
+    match_content_s: float
     groups: int
     grouping_accuracy: float
     parsing_accuracy: float
@@ -78,6 +80,14 @@ class ParserResult:
     @property
     def match_lines_per_s(self) -> float:
         return self.lines / self.match_s
+
+    @property
+    def learn_content_per_s(self) -> float:
+        return self.lines / self.learn_content_s
+
+    @property
+    def match_content_per_s(self) -> float:
+        return self.lines / self.match_content_s
 
     @property
     def published(self) -> tuple[float, float]:
@@ -144,18 +154,45 @@ def ours_matching(log_format: LogFormat, templates: tuple[str, ...], lines: Sequ
         parser.parse(raw, line_no)
 
 
+def ours_learning_content(log_format: LogFormat, contents: Sequence[str]) -> None:
+    parser = LogParser(log_format, learn=True)
+    for content in contents:
+        parser.learn_content(content)
+
+
+def ours_matching_content(parser: LogParser, contents: Sequence[str]) -> None:
+    for content in contents:
+        parser.match_content(content)
+
+
+def drain3_learning_content(contents: Sequence[str]) -> None:
+    miner = _drain3_miner()
+    for content in contents:
+        miner.add_log_message(content)
+
+
+def drain3_matching_content(miner, contents: Sequence[str]) -> None:
+    for content in contents:
+        miner.match(content)
+
+
 def _content(log_format: LogFormat, raw: bytes) -> str | None:
     split = log_format.split(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
     return None if split is None else split[1]
 
 
-def drain3(log_format: LogFormat, lines: Sequence[bytes]):
+def _drain3_miner():
+    """A fresh Drain3 with its default settings."""
     from drain3 import TemplateMiner  # a benchmark dependency (make bench installs it)
     from drain3.template_miner_config import TemplateMinerConfig
 
     config = TemplateMinerConfig()
     config.profiling_enabled = False
-    miner = TemplateMiner(config=config)
+    return TemplateMiner(config=config)
+
+
+def drain3(log_format: LogFormat, lines: Sequence[bytes]):
+    miner = _drain3_miner()
     groups: list[Hashable] = []
     for line_no, raw in enumerate(lines, start=1):
         content = _content(log_format, raw)
@@ -189,9 +226,11 @@ def compare(loghub: Path, repeats: int = 3) -> list[ParserResult]:
     for system, format_name in SYSTEMS.items():
         truth = read_sample(loghub, system)
         log_format = load_format(format_name)
+        contents = [c for c in (_content(log_format, raw) for raw in truth.lines) if c is not None]
         learn_s, (parsed, parser) = _best(repeats, ours, log_format, truth.lines)
         templates = parser.templates
         match_s, _ = _best(repeats, ours_matching, log_format, templates, truth.lines)
+        frozen = LogParser(log_format, templates=templates, learn=False)
         results.append(
             ParserResult(
                 system,
@@ -199,6 +238,8 @@ def compare(loghub: Path, repeats: int = 3) -> list[ParserResult]:
                 len(truth.lines),
                 learn_s,
                 match_s,
+                _best(repeats, ours_learning_content, log_format, contents)[0],
+                _best(repeats, ours_matching_content, frozen, contents)[0],
                 len(templates),
                 grouping_accuracy(parsed.final, truth.events),
                 parsing_accuracy(parsed.templates, truth.templates),
@@ -215,6 +256,8 @@ def compare(loghub: Path, repeats: int = 3) -> list[ParserResult]:
                 len(truth.lines),
                 learn_s,
                 match_s,
+                _best(repeats, drain3_learning_content, contents)[0],
+                _best(repeats, drain3_matching_content, miner, contents)[0],
                 len(set(groups)),
                 grouping_accuracy(groups, truth.events),
                 parsing_accuracy([texts.get(g, "") for g in groups], truth.templates),
@@ -228,7 +271,7 @@ class GrowthPoint:
     lines: int
     templates: int
     groups: int
-    words_remembered: int
+    tokens_remembered: int
     rss_mb: float
     lines_per_s: float
 
@@ -290,6 +333,6 @@ def template_growth(lines: int = 5_000_000, points: int = 10) -> list[GrowthPoin
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             elapsed = time.perf_counter() - started
             growth.append(
-                GrowthPoint(n, sizes.templates, sizes.groups, sizes.words, rss, n / elapsed)
+                GrowthPoint(n, sizes.templates, sizes.groups, sizes.tokens, rss, n / elapsed)
             )
     return growth

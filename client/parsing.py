@@ -82,20 +82,31 @@ class Tokenizer:
     def __init__(self, rules: TemplateRules) -> None:
         self._line_masks = [re.compile(m) for m in rules.line_masks]  # in order, as Drain3 does
         self._masks = [re.compile(m) for m in rules.masks]
-        self._spaces = str.maketrans(dict.fromkeys(rules.delimiters, " "))
-        self._delimited = bool(rules.delimiters)
+        # str.replace per delimiter: several times faster than str.translate on short lines
+        self._delimiters = tuple(dict.fromkeys(rules.delimiters))
         self._split = re.compile(f"([\\s{re.escape(rules.delimiters)}]+)")
-        self._words: dict[str, str] = {}  # token -> its compared form
+        self._words: dict[str, str] = {}  # token -> its compared form (capped, then cleared)
 
     @property
     def remembered(self) -> int:
         return len(self._words)
 
+    @property
+    def words(self) -> dict[str, str]:
+        """The memo: token -> compared form (read it; ``classify`` fills it)."""
+        return self._words
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether ``split`` is more than ``str.split`` (line masks or delimiters)."""
+        return bool(self._line_masks or self._delimiters)
+
     def split(self, content: str) -> list[str]:
-        for mask in self._line_masks:
-            content = mask.sub(WILDCARD, content)
-        if self._delimited:
-            content = content.translate(self._spaces)
+        if self._line_masks:
+            for mask in self._line_masks:
+                content = mask.sub(WILDCARD, content)
+        for delimiter in self._delimiters:
+            content = content.replace(delimiter, " ")
         return content.split()
 
     def compared(self, tokens: list[str]) -> list[str]:
@@ -103,15 +114,20 @@ class Tokenizer:
         return [words.get(t) or self._classify(t) for t in tokens]
 
     def classify(self, token: str) -> str:
+        """A token's compared form: itself for a word, <*> for a variable (remembered)."""
         return self._words.get(token) or self._classify(token)
 
     def _classify(self, token: str) -> str:
-        if WILDCARD in token or _has_digit(token) or any(m.search(token) for m in self._masks):
-            return WILDCARD
+        variable = (
+            WILDCARD in token or _has_digit(token) or any(m.search(token) for m in self._masks)
+        )
+        compared = WILDCARD if variable else token
+        # Variables are remembered too: a first token such as "jk2_init()" repeats; the memo
+        # starts over when full, so ever-new numbers only cost a clear now and then.
         if len(self._words) >= _CACHE_LIMIT:
             self._words.clear()
-        self._words[token] = token
-        return token
+        self._words[token] = compared
+        return compared
 
     def shown(self, content: str) -> tuple[list[str], list[str]]:
         """Tokens as a template shows them (masked parts and numbers as <*>: "blk_<*>") and the
@@ -137,8 +153,8 @@ class Tokenizer:
 
     def template_tokens(self, template: str) -> list[str]:
         """A template text's compared tokens (its wildcards as <*>), for a frozen parser."""
-        if self._delimited:
-            template = template.translate(self._spaces)
+        for delimiter in self._delimiters:
+            template = template.replace(delimiter, " ")
         return [WILDCARD if (WILDCARD in t or _has_digit(t)) else t for t in template.split()]
 
 
@@ -240,33 +256,31 @@ class _Group:
 class ParserSizes:
     templates: int
     groups: int
-    words: int  # tokens remembered as words (the tokenizer's memo)
+    tokens: int  # distinct tokens the tokenizer remembers the compared form of (capped)
 
 
-@dataclass(frozen=True)
-class _Exact:
-    """A template's constant positions, checked against a line's raw tokens in one C call."""
+# A template's constant positions, checked against a line's raw tokens in one C call:
+# (template id, getter of those positions, what they hold, how many). Tuples, not objects:
+# matching a line walks a few of these.
+_Exact = tuple[int, Callable[[list[str]], Any], Any, int]
 
-    template_id: int
-    constants: int
-    get: Callable[[list[str]], Any] | None  # None: no constants, any line of its length
-    values: Any  # what those positions hold: a tuple, or the one string of one position
 
-    @classmethod
-    def of(cls, template_id: int, tokens: Sequence[str]) -> _Exact:
-        positions = [i for i, t in enumerate(tokens) if t != WILDCARD]
-        values = tuple(tokens[i] for i in positions)
-        if not positions:
-            return cls(template_id, 0, None, ())
-        return cls(
-            template_id,
-            len(positions),
-            itemgetter(*positions),
-            values if len(values) > 1 else values[0],
-        )
+def _no_constants(tokens: list[str]) -> tuple:
+    return ()
 
-    def matches(self, tokens: list[str]) -> bool:
-        return self.get is None or self.get(tokens) == self.values
+
+def _exact_entry(template_id: int, tokens: Sequence[str]) -> _Exact:
+    positions = [i for i, t in enumerate(tokens) if t != WILDCARD]
+    if not positions:  # any line of its length and first token
+        return template_id, _no_constants, (), 0
+    values = tuple(tokens[i] for i in positions)
+    # itemgetter of one position returns the value itself, of several a tuple
+    return (
+        template_id,
+        itemgetter(*positions),
+        values if len(values) > 1 else values[0],
+        len(values),
+    )
 
 
 @dataclass
@@ -294,6 +308,8 @@ class LogParser:
         self.max_line_bytes = max_line_bytes
         self.stats = ParseStats()
         self._tokenizer = self.rules.tokenizer
+        self._words = self._tokenizer.words  # the hot path reads the memo directly
+        self._rewrites = self._tokenizer.rewrites
         self._groups: list[_Group] = []
         self._index: dict[tuple[int, str], list[int]] = {}  # (length, first token) -> groups
         self._templates: list[_Template] = []
@@ -317,7 +333,7 @@ class LogParser:
 
     def sizes(self) -> ParserSizes:
         """What the parser holds: its memory is these, each bounded (templates by
-        ``max_templates``, remembered words by the memo's limit)."""
+        ``max_templates``, remembered tokens by the memo's limit)."""
         return ParserSizes(
             len(self._live_ids()) if self.learn else len(self._texts),
             len(self._groups),
@@ -370,14 +386,14 @@ class LogParser:
             return None
         header, content = split
         if self.learn:
-            template_id = self._learn(content)
+            template_id = self.learn_content(content)
             if template_id is None:
                 self.stats.reject(line_no, TEMPLATE_LIMIT)
                 return None
             self.stats.parsed += 1
             text = self._text(template_id)
             return ParsedLine(line_no, template_id, text, header, content, self._slot(text))
-        template_id = self._match(content)
+        template_id = self.match_content(content)
         self.stats.parsed += 1
         if template_id < 0:
             self.stats.unknown += 1
@@ -411,7 +427,9 @@ class LogParser:
         return text
 
     # ---- learning --------------------------------------------------------------------------
-    def _learn(self, content: str) -> int | None:
+    def learn_content(self, content: str) -> int | None:
+        """A line's content learnt: its template id (see ``final_id``), or None once
+        ``max_templates`` are held (``parse`` does this after the header)."""
         tokenizer = self._tokenizer
         tokens = tokenizer.split(content)
         first = tokenizer.classify(tokens[0]) if tokens else ""
@@ -438,9 +456,11 @@ class LogParser:
         return template_id
 
     def _find(self, tokens: list[str], first: str) -> int | None:
-        for exact in self._exact.get((len(tokens), first), ()):
-            if exact.matches(tokens):
-                return exact.template_id
+        entries = self._exact.get((len(tokens), first))
+        if entries:
+            for template_id, get, values, _ in entries:
+                if get(tokens) == values:
+                    return template_id
         return None
 
     def _index_exact(self, group: _Group, template_ids: list[int]) -> None:
@@ -453,12 +473,12 @@ class LogParser:
             constants = sum(t != WILDCARD for t in tokens)
             if constants == 0 or constants != sum(v is not None for v in group.values):
                 continue
-            self._add_exact(_Exact.of(template_id, tokens), (len(tokens), tokens[0]))
+            self._add_exact(_exact_entry(template_id, tokens), (len(tokens), tokens[0]))
 
     def _add_exact(self, exact: _Exact, where: tuple[int, str]) -> None:
         entries = self._exact.setdefault(where, [])
         entries.append(exact)
-        entries.sort(key=lambda e: -e.constants)
+        entries.sort(key=lambda e: -e[3])  # the most specific first
 
     def _join(self, tokens: list[str]) -> int | None:
         """The group the line belongs to, updated with it; a new group if none agrees enough."""
@@ -506,7 +526,7 @@ class LogParser:
             self._merge_templates(group)
             where = (len(tokens), tokens[0] if tokens else "")
             entries = self._exact.get(where, [])
-            entries[:] = [e for e in entries if e.template_id not in old]
+            entries[:] = [e for e in entries if e[0] not in old]
             self._index_exact(group, list(group.templates.values()))
 
     def _merge_templates(self, group: _Group) -> None:
@@ -528,15 +548,29 @@ class LogParser:
         tokens = self._tokenizer.template_tokens(template)
         template_id = len(self._texts)
         self._texts.append(template)
-        self._add_exact(_Exact.of(template_id, tokens), (len(tokens), tokens[0] if tokens else ""))
+        where = (len(tokens), tokens[0] if tokens else "")
+        self._add_exact(_exact_entry(template_id, tokens), where)
 
-    def _match(self, content: str) -> int:
-        tokens = self._tokenizer.split(content)
-        first = self._tokenizer.classify(tokens[0]) if tokens else ""
-        found = self._find(tokens, first)
-        if found is None and first != WILDCARD:
-            found = self._find(tokens, WILDCARD)  # a template whose first token is a variable
-        return -1 if found is None else found
+    def match_content(self, content: str) -> int:
+        """A line's content against the frozen templates: the id of the most specific one
+        that matches, or -1 (``parse`` does this after the header)."""
+        # The detection hot path: one split, one memo lookup, a few C-level comparisons.
+        tokens = self._tokenizer.split(content) if self._rewrites else content.split()
+        if not tokens:
+            found = self._find(tokens, "")
+            return -1 if found is None else found
+        first = tokens[0]
+        first = self._words.get(first) or self._tokenizer.classify(first)
+        entries = self._exact.get((len(tokens), first))
+        if entries:
+            for template_id, get, values, _ in entries:
+                if get(tokens) == values:
+                    return template_id
+        if first != WILDCARD:  # a template whose first token is a variable
+            found = self._find(tokens, WILDCARD)
+            if found is not None:
+                return found
+        return -1
 
     def _slot(self, template: str) -> re.Pattern[str]:
         pattern = self._slots.get(template)
