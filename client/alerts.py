@@ -54,6 +54,10 @@ class KeyAlert:
     model_version: int
     check: Check = field(default=Check.LOG_KEY, init=False)
 
+    def facts(self) -> AlertFacts:
+        where = f"line {self.line}" if self.actual.key != END else f"end, after line {self.line}"
+        return AlertFacts(self.reason.value, self.actual.template, f"key #{self.position}, {where}")
+
     def headline(self, shown: int = 3) -> str:
         """One line for a terminal; the JSON form carries everything."""
         where = f"line {self.line}" if self.actual.key != END else f"end, after line {self.line}"
@@ -69,6 +73,15 @@ class KeyAlert:
 
 
 @dataclass(frozen=True)
+class AlertFacts:
+    """What ``feedback list`` shows of an alert besides its id and session."""
+
+    reason: str
+    template: str
+    where: str
+
+
+@dataclass(frozen=True)
 class ParamAlert:
     session: str
     line: int | None
@@ -81,6 +94,13 @@ class ParamAlert:
     model: str
     model_version: int
     check: Check = field(default=Check.PARAMETER_VALUE, init=False)
+
+    def facts(self) -> AlertFacts:
+        reason = (
+            f"{self.dimension}={self.value:.6g} outside "
+            f"[{self.accepted_low:.6g}, {self.accepted_high:.6g}]"
+        )
+        return AlertFacts(reason, self.key.template, f"line {self.line}")
 
     def headline(self) -> str:
         where = f"line {self.line}" if self.line is not None else "?"
@@ -114,6 +134,11 @@ class DiagnosisAlert:
     model: str
     model_version: int  # the ASGNet version whose classes and index were used
     check: Check = field(default=Check.DIAGNOSIS, init=False)
+
+    def facts(self) -> AlertFacts:
+        more = ", ..." if len(self.lines) > 3 else ""
+        where = f"lines {', '.join(map(str, self.lines[:3]))}{more}"
+        return AlertFacts(f"{self.label} (p={self.probability:.2f})", "", where)
 
     def headline(self) -> str:
         nearest = ", ".join(f"{s.label} ({s.unit}, d={s.distance:.3g})" for s in self.similar)

@@ -306,12 +306,16 @@ class FeedbackStore:
         return [json.loads(r[0]) for r in rows]
 
     @_store_errors
-    def alerts(self, limit: int = 50) -> list[tuple[StoredAlert, str | None]]:
-        """The newest alerts with their verdict (None: no feedback yet)."""
+    def alerts(
+        self, limit: int = 50, session: str | None = None, check: Check | None = None
+    ) -> list[tuple[StoredAlert, str | None]]:
+        """The newest alerts with their verdict (None: no feedback yet), of one session or
+        one check if asked."""
         rows = self._db.execute(
             "SELECT a.*, f.verdict FROM alerts a LEFT JOIN feedback f ON f.alert_id = a.id "
-            "ORDER BY a.raised_at DESC, a.id LIMIT ?",
-            (limit,),
+            "WHERE (?1 IS NULL OR a.session = ?1) AND (?2 IS NULL OR a.check_name = ?2) "
+            "ORDER BY a.raised_at DESC, a.id LIMIT ?3",
+            (session, check.value if check else None, limit),
         ).fetchall()
         return [(_stored_alert(r[:9]), r[9]) for r in rows]
 

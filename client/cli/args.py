@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,22 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text}")
     return value
+
+
+def program() -> str:
+    """How the user runs this tool, for hints: ``logad`` where it is on PATH."""
+    return "logad" if shutil.which("logad") else "python -m client"
+
+
+def add_store_argument(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """--store, the same wherever it is given (``feedback --store X list`` and ``feedback list
+    --store X``): the subcommand's copy only overrides when given."""
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=DEFAULT_STORE if top else argparse.SUPPRESS,
+        help=f"the feedback store (default {DEFAULT_STORE})",
+    )
 
 
 def add_format_argument(parser: argparse.ArgumentParser, default: str | None) -> None:

@@ -16,12 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from client.cli.args import (
-    DEFAULT_STORE,
     add_format_argument,
     add_server_arguments,
+    add_store_argument,
     client_security,
     port,
     positive,
+    program,
 )
 from client.pipeline import StreamConfig
 
@@ -63,7 +64,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--alerts", type=Path, help="append alerts (JSON lines) to this file")
     out.add_argument("--verdicts", type=Path, help="append a verdict per checked session")
     out.add_argument("--quiet", action="store_true", help="no alerts on standard output")
-    out.add_argument("--store", type=Path, default=DEFAULT_STORE, help="feedback store")
+    add_store_argument(out)
     out.add_argument("--no-store", action="store_true", help="do not record the alerts")
     out.add_argument(
         "--checkpoint",
@@ -235,7 +236,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if outputs.skipped:
         _say(f"{outputs.skipped} alerts found again after the restart were not emitted twice")
     if outputs.recorder is not None:
-        _say(f"{outputs.recorder.recorded} new alerts recorded in {args.store} (logad feedback)")
+        _say(
+            f"{outputs.recorder.recorded} new alerts recorded in {args.store} "
+            f"({program()} feedback list --store {args.store})"
+        )
     stages = ", ".join(f"{name} {s:.2f} s" for name, s in summary.stages.items())
     _say(f"{summary.seconds:.2f} s in all ({stages}); {'input ended' if ended else 'stopped'}")
     return 0
@@ -282,7 +286,7 @@ def _say(text: str) -> None:
 
 
 def _usage(text: str) -> int:
-    print(f"logad detect: error: {text}", file=sys.stderr)
+    print(f"{program()} detect: error: {text}", file=sys.stderr)
     return 2
 
 

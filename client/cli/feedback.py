@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from client.cli.args import DEFAULT_STORE
+from client.alerts import Check
+from client.cli.args import add_store_argument
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     fb = sub.add_parser("feedback", help="mark an alert a false positive or confirm it")
-    fb.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    add_store_argument(fb)
     fb_sub = fb.add_subparsers(dest="action", required=True)
     fb_list = fb_sub.add_parser("list", help="the newest alerts and their feedback")
     fb_list.add_argument("--limit", type=int, default=50)
+    fb_list.add_argument("--session", help="only this session's alerts")
+    fb_list.add_argument(
+        "--check", choices=[c.value for c in Check], help="only alerts of this check"
+    )
     fp = fb_sub.add_parser("false-positive", help="the alert was wrong: the models learn it")
     fp.add_argument("alert_id")
     ok = fb_sub.add_parser("confirm", help="the alert was right (for a diagnosis: --label)")
     ok.add_argument("alert_id")
     ok.add_argument("--label", default=None, help="the right class of a diagnosis alert")
+    for action in (fb_list, fp, ok):
+        add_store_argument(action, top=False)
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -26,11 +32,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     with FeedbackStore(args.store) as store:
         if args.action == "list":
-            for alert, verdict in store.alerts(args.limit):
-                print(
-                    f"{alert.id}  {alert.check.value:15s} {alert.session:28s} {alert.model} "
-                    f"v{alert.model_version}  {verdict or '-'}"
-                )
+            check = Check(args.check) if args.check else None
+            _print_alerts(store.alerts(args.limit, args.session, check))
             return 0
         verdict = FALSE_POSITIVE if args.action == "false-positive" else CONFIRMED
         given = store.give(args.alert_id, verdict, getattr(args, "label", None))
@@ -40,6 +43,29 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         f"{given.verdict}{f' as {given.label}' if given.label else ''} at {given.given_at}"
     )
     return 0
+
+
+def _print_alerts(rows: list) -> None:
+    """One alert per line: id, check, reason, template, session, where, model, verdict."""
+    table = [("ALERT", "CHECK", "REASON", "TEMPLATE", "SESSION", "WHERE", "MODEL", "FEEDBACK")]
+    for stored, verdict in rows:
+        facts = stored.alert.facts()
+        template = facts.template if len(facts.template) <= 60 else facts.template[:57] + "..."
+        table.append(
+            (
+                stored.id,
+                stored.check.value,
+                facts.reason,
+                template or "-",
+                stored.session,
+                facts.where,
+                f"{stored.model} v{stored.model_version}",
+                verdict or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 COMMANDS = {"feedback": cmd_feedback}

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from client.cli.args import (
-    DEFAULT_STORE,
     add_format_argument,
     add_server_arguments,
+    add_store_argument,
     client_security,
     positive,
 )
@@ -40,7 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rt = sub.add_parser("retrain", help="learn pending feedback; publish and load a new version")
     add_server_arguments(rt)
     rt.add_argument("--repository", type=Path, default=Path("model_repository"))
-    rt.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    add_store_argument(rt)
     rt.add_argument(
         "--abnormal", type=Path, default=None, help="known anomalies: key names per line"
     )

@@ -1,10 +1,12 @@
 """The command line: thin commands, clear errors."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from client.cli import COMMANDS, build_parser, main
+from client.cli.args import program
 
 
 def test_every_command_parses_and_has_a_handler():
@@ -57,3 +59,10 @@ def test_detect_refuses_what_it_cannot_do_before_it_connects(tmp_path, capsys):
     for bad in (["--max-delay", "0"], ["--session-idle", "-5"], ["--metrics-port", "70000"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["detect", str(log), *bad])
+
+
+def test_hints_name_the_command_as_the_user_runs_it(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert program() == "python -m client"
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/local/bin/{name}")
+    assert program() == "logad"

@@ -101,3 +101,21 @@ def test_the_traffic_judged_normal_is_a_bounded_sample_of_the_newest_sessions(st
     kept = store.traffic_normal("vocab-a")
     assert len(kept) == 25 and kept[0] == [3, 4, 5] and kept[-1] == [3, 4, 29]
     assert store.traffic_normal("vocab-b") == [[5]]
+
+
+def test_feedback_list_shows_check_reason_template_session_and_where_and_filters(store, capsys):
+    path = str(store.path)
+    store.record([_diagnosis("blk_9")], {"blk_9": [3, 4]}, "fp1")
+    store.close()
+    assert main(["feedback", "list", "--store", path]) == 0  # --store after the action too
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:6] == ["ALERT", "CHECK", "REASON", "TEMPLATE", "SESSION", "WHERE"]
+    row = next(line for line in out if "blk_1" in line)
+    assert "not_in_top_g" in row and "Receiving block <*>" in row and "key #3, line 13" in row
+    assert any("write_exception (p=0.70)" in line and "blk_9" in line for line in out)
+    assert main(["feedback", "--store", path, "list", "--session", "blk_2"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 1 and "blk_2" in rows[0]
+    assert main(["feedback", "list", "--store", path, "--check", "diagnosis"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 1 and "blk_9" in rows[0]

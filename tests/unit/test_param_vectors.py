@@ -29,8 +29,8 @@ def test_numbers_are_read_through_punctuation_and_identifiers_are_not():
 
 def test_an_openstack_api_line_gives_status_len_and_time():
     parsed = LogParser(OPENSTACK).parse(API_LINE, 1)
-    assert parsed.template == '<*> "GET <*>" status: <*> len: <*> time: <*>'
-    assert [numeric_value(p) for p in parsed.params][2:] == [200.0, 1893.0, 0.2477829]
+    assert parsed.template == '<*> "GET <*> HTTP/<*>" status: <*> len: <*> time: <*>'
+    assert [numeric_value(p) for p in parsed.params][3:] == [200.0, 1893.0, 0.2477829]
     assert OPENSTACK.sessions(parsed) == ["stream:nova-api:nova.osapi_compute.wsgi.server"]
     expected = datetime(2017, 5, 16, 0, 0, 0, 8000, tzinfo=timezone.utc).timestamp()
     assert OPENSTACK.clock(parsed.header) == expected
