@@ -57,7 +57,7 @@ def triton(server):
 
 @pytest.fixture(scope="session")
 def hdfs_model(hdfs_dir, repository, triton) -> KeyModel:
-    """DeepLog on hdfs_train with g calibrated: the model `make eval-hdfs` reports on."""
+    """DeepLog on hdfs_train with g calibrated, as `make eval-hdfs` trains it (fewer epochs)."""
     train = list(read_key_sessions(hdfs_dir / "hdfs_train"))
     vocabulary = hdfs_vocabulary(train)
     sessions = [[vocabulary.key_of_name(k) for k in s] for s in train]
@@ -65,7 +65,10 @@ def hdfs_model(hdfs_dir, repository, triton) -> KeyModel:
         sessions,
         vocabulary,
         repository,
-        KeyModelConfig(top_g=None),
+        # 20 epochs, not make eval-hdfs's 30: enough for what the tests check (at 12, short
+        # sessions' early ends are flagged 82% of the time, below the 90% asked), and this is
+        # the suite's longest setup (about 9 s an epoch here).
+        KeyModelConfig(top_g=None, epochs=20),
         source="hdfs_train (tests)",
     )
     return open_key_model(triton, version)
