@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +68,6 @@ class TemplateRules:
             raise ValueError("branch_limit must be at least 2")
         if not 0.0 < self.similarity <= 1.0:
             raise ValueError("similarity must be in (0, 1]")
-
-    @cached_property
-    def tokenizer(self) -> Tokenizer:
-        return Tokenizer(self)
 
 
 class Tokenizer:
@@ -164,7 +159,7 @@ def _has_digit(token: str) -> bool:
 
 def tokenize(content: str, rules: TemplateRules = TemplateRules()) -> list[str]:
     """The tokens a line is compared by: every token that holds a digit or a mask is <*>."""
-    tokenizer = rules.tokenizer
+    tokenizer = Tokenizer(rules)
     return tokenizer.compared(tokenizer.split(content))
 
 
@@ -201,6 +196,7 @@ class ParseStats:
     unknown: int = 0
     malformed: Counter = field(default_factory=Counter)
     examples: list[tuple[int, str]] = field(default_factory=list)  # first few (line, reason)
+    last_reason: str = ""  # why the latest malformed line was
 
     @property
     def malformed_total(self) -> int:
@@ -208,6 +204,7 @@ class ParseStats:
 
     def reject(self, line_no: int, reason: str) -> None:
         self.malformed[reason] += 1
+        self.last_reason = reason
         if len(self.examples) < 5:
             self.examples.append((line_no, reason))
 
@@ -232,12 +229,13 @@ class _Group:
     words seen (None once it is a variable), and its templates by their branch words."""
 
     values: list[set[str] | None]
+    where: tuple[int, str]  # (token count, first token): its place in both indexes
     templates: dict[tuple[str, ...], int] = field(default_factory=dict)
     # Positions that are variables because they hold numbers: their text shows the first
     # line's shape ("blk_<*>"), where a position that became one by its words shows <*>.
     numeric: set[int] = field(default_factory=set)
 
-    def key(self, tokens: list[str]) -> tuple[str, ...]:
+    def key(self, tokens: Sequence[str]) -> tuple[str, ...]:
         return tuple(WILDCARD if v is None else t for v, t in zip(self.values, tokens, strict=True))
 
     def agreement(self, tokens: list[str]) -> float:
@@ -307,7 +305,7 @@ class LogParser:
         self.learn = learn
         self.max_line_bytes = max_line_bytes
         self.stats = ParseStats()
-        self._tokenizer = self.rules.tokenizer
+        self._tokenizer = Tokenizer(self.rules)  # its memo is this parser's
         self._words = self._tokenizer.words  # the hot path reads the memo directly
         self._rewrites = self._tokenizer.rewrites
         self._groups: list[_Group] = []
@@ -452,7 +450,7 @@ class LogParser:
             group.templates[key] = template_id
             self._live += 1
             self._final = None
-            self._index_exact(group, [template_id])
+            self._index_exact(group, [key])
         return template_id
 
     def _find(self, tokens: list[str], first: str) -> int | None:
@@ -463,17 +461,15 @@ class LogParser:
                     return template_id
         return None
 
-    def _index_exact(self, group: _Group, template_ids: list[int]) -> None:
-        """Make learnt templates findable by their constants; one whose branch holds a number
-        (``numbers_branch``) or that has no constants takes the slow path instead."""
-        keys = {t: k for k, t in group.templates.items()}
-        for template_id in template_ids:
-            key = keys[template_id]
-            tokens = [WILDCARD if v is None else t for v, t in zip(group.values, key, strict=True)]
-            constants = sum(t != WILDCARD for t in tokens)
-            if constants == 0 or constants != sum(v is not None for v in group.values):
-                continue
-            self._add_exact(_exact_entry(template_id, tokens), (len(tokens), tokens[0]))
+    def _index_exact(self, group: _Group, keys: Iterable[tuple[str, ...]]) -> None:
+        """Make learnt templates findable by their constants (their keys, <*> where the group
+        has a variable); one whose branch holds a number (``numbers_branch``) or that has no
+        constants takes the slow path instead."""
+        branches = sum(v is not None for v in group.values)
+        for key in keys:
+            constants = sum(t != WILDCARD for t in key)
+            if constants and constants == branches:
+                self._add_exact(_exact_entry(group.templates[key], key), group.where)
 
     def _add_exact(self, exact: _Exact, where: tuple[int, str]) -> None:
         entries = self._exact.setdefault(where, [])
@@ -496,7 +492,7 @@ class LogParser:
             branch = self.rules.numbers_branch
             values = [{t} if (t != WILDCARD or branch) else None for t in tokens]
             numeric = {i for i, v in enumerate(values) if v is None}
-            self._groups.append(_Group(values, numeric=numeric))
+            self._groups.append(_Group(values, index_key, numeric=numeric))
             candidates.append(len(self._groups) - 1)
             return len(self._groups) - 1
         self._absorb(best, tokens)
@@ -524,19 +520,16 @@ class LogParser:
             for template_id in old:
                 self._templates[template_id].text = None
             self._merge_templates(group)
-            where = (len(tokens), tokens[0] if tokens else "")
-            entries = self._exact.get(where, [])
+            entries = self._exact.get(group.where, [])
             entries[:] = [e for e in entries if e[0] not in old]
-            self._index_exact(group, list(group.templates.values()))
+            self._index_exact(group, list(group.templates))
 
     def _merge_templates(self, group: _Group) -> None:
         """Templates whose branch words differ only where a variable now is become one (the
         first keeps its id; the others point to it)."""
         merged: dict[tuple[str, ...], int] = {}
         for key, template_id in sorted(group.templates.items(), key=lambda kv: kv[1]):
-            values = group.values
-            new_key = tuple(WILDCARD if v is None else t for v, t in zip(values, key, strict=True))
-            survivor = merged.setdefault(new_key, template_id)
+            survivor = merged.setdefault(group.key(key), template_id)
             if survivor != template_id:
                 self._templates[template_id].merged_into = survivor
                 self._live -= 1

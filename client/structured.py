@@ -90,12 +90,10 @@ def _spooled(parser: LogParser, record: Record) -> list[str]:
     if record.too_long:
         parser.refuse(record.line_no, "too_long")
         return [str(record.line_no), "", "too_long", ""]
-    before = parser.stats.malformed.copy()
     parsed = parser.parse(record.raw, record.line_no)
     if parsed is None:
-        reason = next(iter(parser.stats.malformed - before), "malformed")
         text = record.raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        return [str(record.line_no), "", reason, text]
+        return [str(record.line_no), "", parser.stats.last_reason, text]
     header = [parsed.header.get(f) or "" for f in parser.format.fields]
     return [str(record.line_no), str(parsed.template_id), "", parsed.content, *header]
 
