@@ -13,7 +13,7 @@ import onnxruntime as ort
 import torch
 
 from export.contract.io_spec import ModelSpec
-from export.input_guard import InputGuard
+from export.input_guard import InputGuard, fixed_dims
 
 
 class ParityError(RuntimeError):
@@ -28,19 +28,21 @@ class OutputParity:
 
 
 def export_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path) -> Path:
-    """Export a guarded model with its spec's tensor names, batch axis and dynamic axes."""
+    """Export a guarded model with its spec's tensor names, batch axis and dynamic axes.
+
+    Every variable axis is dynamic in the graph, the version's fixed ones too (the guard fits
+    them), so a request of another width is flagged by the graph, not failed by the runtime.
+    A fixed axis gets a dimension per input: two inputs of wrong widths need not agree."""
     module, spec = guard, guard.spec
     batch = torch.export.Dim("batch", min=1, max=max(spec.max_batch_size, 2))
     named: dict[str, torch.export.Dim] = {}
     dynamic_shapes = []
     for tensor in spec.inputs:
         axes = {0: batch} if spec.max_batch_size > 0 else {}
-        dyn = iter(tensor.dynamic_names)
-        for i, dim in enumerate(tensor.dims):
-            if dim == -1:
-                axis_name = next(dyn)
-                if axis_name not in spec.fixed_axes:
-                    axes[i + 1] = named.setdefault(axis_name, torch.export.Dim(axis_name, min=1))
+        for axis, axis_name in fixed_dims(tensor):
+            if axis_name in spec.fixed_axes:
+                axis_name = f"{tensor.name.lower()}_{axis_name}"
+            axes[axis] = named.setdefault(axis_name, torch.export.Dim(axis_name, min=1))
         dynamic_shapes.append(axes)
     module.eval()
     with warnings.catch_warnings():

@@ -23,7 +23,7 @@ from export.contract.vocab import KeyVocabulary
 from export.contract.windows import windows_of_sessions
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
 from export.deeplog_params import ParamModelConfig, TrainedParamModel
-from export.input_guard import InputGuard
+from export.input_guard import InputGuard, widths_of
 from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
     check_parity,
@@ -92,10 +92,13 @@ def publish_key_model(
     replay_windows, replay_keys = retrain.replay_windows, retrain.replay_keys
     check_normal = retrain.check_normal
     keys = (0, vocabulary.size)
-    serving = InputGuard(
-        KeyModelServing(model, top_g), DEEPLOG_KEYS, {"WINDOWS": keys, "NEXT_KEY": keys}
-    ).eval()
     probe = {"WINDOWS": replay_windows[:2048], "NEXT_KEY": replay_keys[:2048].reshape(-1, 1)}
+    serving = InputGuard(
+        KeyModelServing(model, top_g),
+        DEEPLOG_KEYS,
+        {"WINDOWS": keys, "NEXT_KEY": keys},
+        widths_of(DEEPLOG_KEYS, probe),
+    ).eval()
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
         path = folder / DEEPLOG_KEYS.default_model_filename
@@ -166,13 +169,16 @@ def publish_param_model(
     width = trained.model.head.out_features
     rng = np.random.default_rng(config.seed)
     keys = sorted(trained.dims)
-    guarded = InputGuard(
-        trained.model, spec, {"KEY": (0, trained.model.embed.num_embeddings)}
-    ).eval()
     probe = {
         "HISTORY": rng.normal(0, 1, (256, config.window, width)).astype(np.float32),
         "KEY": rng.choice(keys, (256, 1)).astype(np.int64),
     }
+    guarded = InputGuard(
+        trained.model,
+        spec,
+        {"KEY": (0, trained.model.embed.num_embeddings)},
+        widths_of(spec, probe),
+    ).eval()
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
         path = folder / spec.default_model_filename

@@ -29,7 +29,7 @@ from export.contract.specs import (
     ASGNET_VNET,
     LOG_ANOMALY,
 )
-from export.input_guard import InputGuard
+from export.input_guard import InputGuard, widths_of
 from export.log_tokenizer import encode
 from export.onnx_export import ParityError, check_parity, export_onnx, parity_summary
 from export.publish import publish_tokenizer
@@ -49,7 +49,7 @@ def _export(
 ) -> dict:
     path = folder / spec.default_model_filename
     example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
-    guarded = InputGuard(module, spec, id_ranges or {}).eval()
+    guarded = InputGuard(module, spec, id_ranges or {}, widths_of(spec, probe)).eval()
     export_onnx(guarded, example, path)
     return parity_summary(check_parity(guarded, spec, probe, path))
 

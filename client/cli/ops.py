@@ -44,7 +44,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rt.add_argument(
         "--abnormal", type=Path, default=None, help="known anomalies: key names per line"
     )
-    rt.add_argument("--epochs", type=int, default=None, help="of the online update")
+    # Defaults are UpdateConfig's (export/online.py, not imported here: it imports torch).
+    rt.add_argument("--epochs", type=positive(int), help="of the online update (default 2)")
+    rt.add_argument(
+        "--learning-rate", type=positive(float), help="of the online update (default 0.001)"
+    )
     rt.add_argument("--max-recall-drop", type=float, default=0.0)
     rt.add_argument("--max-fp-rise", type=float, default=0.0, help="as a share of sessions")
     rt.add_argument(
@@ -125,6 +129,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from export.online import Acceptance, UpdateConfig
 
     triton = TritonClient(args.url, security=client_security(args))
+    chosen = {"epochs": args.epochs, "learning_rate": args.learning_rate}
+    update = {name: value for name, value in chosen.items() if value is not None}
     with FeedbackStore(args.store) as store:
 
         def once():
@@ -133,7 +139,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                 triton,
                 args.repository,
                 args.abnormal,
-                UpdateConfig() if args.epochs is None else UpdateConfig(epochs=args.epochs),
+                UpdateConfig(**update),
                 Acceptance(args.max_recall_drop, args.max_fp_rise),
             )
 

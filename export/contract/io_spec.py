@@ -64,7 +64,8 @@ class ModelSpec:
     num_versions: int = 2
     parameters: dict[str, str] = field(default_factory=dict)
     # Axes (by dynamic name) that are -1 in config.pbtxt because they differ between versions,
-    # but are fixed within one exported graph (e.g. a vector width set by the training data).
+    # but are fixed within one version (e.g. a vector width set by the training data); its
+    # graph takes any width and flags another than its own (export/input_guard.py).
     fixed_axes: tuple[str, ...] = ()
     # An ensemble (platform "ensemble") runs these steps instead of weights of its own.
     steps: tuple[EnsembleStep, ...] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -88,9 +89,21 @@ def test_a_flagged_normal_session_passes_after_feedback_and_retrain(
     session, old_version = first["session"], first["model_version"]
 
     assert main(["feedback", "--store", str(store), "false-positive", first["id"]]) == 0
-    assert (
-        main(["retrain", "--url", url, "--repository", str(repository), "--store", str(store)]) == 0
+    retrain = ["retrain", "--url", url, "--repository", str(repository), "--store", str(store)]
+    # An update that makes production worse (far too strong a step) is refused with its
+    # figures on the traffic detect kept, and nothing changes: same version, feedback pending.
+    assert main([*retrain, "--learning-rate", "0.5"]) == 1
+    refused = capsys.readouterr()
+    assert "nothing published" in refused.out
+    flagged = re.search(
+        r"traffic sessions the serving version judged normal, it flags (\d+) "
+        r"\(the serving version (\d+);",
+        refused.err,
     )
+    assert flagged and int(flagged[1]) > int(flagged[2]), refused.err
+    assert versions(repository, DEEPLOG_KEYS.name)[-1] == old_version
+
+    assert main(retrain) == 0
     report = capsys.readouterr().out
     assert f"v{old_version} -> v{old_version + 1}" in report
     # detect kept the blocks it judged normal; the new version was checked on them too.

@@ -16,7 +16,7 @@ from export.deeplog_params import (
     train_param_model,
     widened_thresholds,
 )
-from export.input_guard import InputGuard
+from export.input_guard import InputGuard, widths_of
 from export.onnx_export import (
     check_parity,
     check_torchscript_parity,
@@ -84,9 +84,13 @@ def test_pytorch_onnx_runtime_and_torchscript_agree(trained, tmp_path, batch):
     }
     example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
     keys = {"KEY": (0, trained.model.embed.num_embeddings)}
-    guarded = InputGuard(trained.model, DEEPLOG_PARAMS, keys).eval()
+    guarded = InputGuard(
+        trained.model, DEEPLOG_PARAMS, keys, widths_of(DEEPLOG_PARAMS, example)
+    ).eval()
     onnx_path = export_onnx(guarded, example, tmp_path / "model.onnx")
-    ts_guarded = InputGuard(trained.model, DEEPLOG_PARAMS_TORCHSCRIPT, keys).eval()
+    ts_guarded = InputGuard(
+        trained.model, DEEPLOG_PARAMS_TORCHSCRIPT, keys, widths_of(DEEPLOG_PARAMS, example)
+    ).eval()
     ts_path = export_torchscript(ts_guarded, example, tmp_path / "model.pt")
     check_parity(trained.model, DEEPLOG_PARAMS, probe, onnx_path)
     check_torchscript_parity(trained.model, DEEPLOG_PARAMS_TORCHSCRIPT, probe, ts_path)

@@ -9,7 +9,7 @@ import torch
 from export.contract.specs import ASGNET_SNET
 from export.contract.units import unit_text
 from export.hdfs_data import HDFS_EVENTS
-from export.input_guard import InputGuard
+from export.input_guard import InputGuard, widths_of
 from export.log_tokenizer import SPECIAL_TOKENS, encode, save_tokenizer, train_tokenizer
 from export.onnx_export import check_parity, export_onnx
 from export.snet import (
@@ -90,7 +90,7 @@ def test_onnx_runtime_agrees_with_pytorch_for_any_batch_and_length(corpus, tmp_p
     snet = SNet(new_encoder(tokenizer.get_vocab_size(), CONFIG).roberta, CONFIG, classes=3).eval()
     example = {"INPUT_IDS": torch.from_numpy(ids[:2]), "ATTENTION_MASK": torch.from_numpy(mask[:2])}
     ranges = {"INPUT_IDS": (0, tokenizer.get_vocab_size()), "ATTENTION_MASK": (0, 2)}
-    guarded = InputGuard(snet, ASGNET_SNET, ranges).eval()
+    guarded = InputGuard(snet, ASGNET_SNET, ranges, widths_of(ASGNET_SNET, example)).eval()
     path = export_onnx(guarded, example, tmp_path / "model.onnx")
     short_ids, short_mask = encode(tokenizer, [TEMPLATES[0]] * batch)  # another token count
     check_parity(snet, ASGNET_SNET, {"INPUT_IDS": short_ids, "ATTENTION_MASK": short_mask}, path)

@@ -8,7 +8,7 @@ import torch
 
 from export.contract.specs import ASGNET_VNET
 from export.contract.units import count_vectors
-from export.input_guard import InputGuard
+from export.input_guard import InputGuard, widths_of
 from export.onnx_export import check_parity, export_onnx
 from export.vnet import VNetConfig, train_vnet
 
@@ -60,6 +60,7 @@ def test_the_latent_mean_separates_units_of_different_kinds(trained):
 def test_onnx_runtime_agrees_with_pytorch(trained, tmp_path, batch):
     counts, model, _ = trained
     example = {"COUNTS": torch.from_numpy(counts[:2])}
-    path = export_onnx(InputGuard(model, ASGNET_VNET, {}).eval(), example, tmp_path / "model.onnx")
+    guard = InputGuard(model, ASGNET_VNET, {}, widths_of(ASGNET_VNET, example)).eval()
+    path = export_onnx(guard, example, tmp_path / "model.onnx")
     parity = check_parity(model, ASGNET_VNET, {"COUNTS": counts[:batch]}, path)
     assert parity[0].max_abs_diff <= ASGNET_VNET.atol
