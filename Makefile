@@ -19,7 +19,7 @@ SERVE_SECURITY = $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) \
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup bench-setup bench-follow bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback clean
+.PHONY: help setup bench-setup bench-follow bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback eval-new-templates clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -28,6 +28,8 @@ help:
 	@echo "make eval-params parameter-value model vs injected slowdowns; writes reports/deeplog_params.md"
 	@echo "make eval-feedback HDFS false positives (DeepLog) and BGL wrong diagnoses (ASGNet) fed back,"
 	@echo "                  retrain, before/after; reports/feedback_hdfs.md, feedback_asgnet_bgl.md"
+	@echo "make eval-new-templates  templates new after a deployment: alerts before and after"
+	@echo "                  one round of template feedback; reports/new_templates.md"
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
 	@echo "make bench       perf_analyzer sweep of every model and ensemble, end to end, side by side,"
 	@echo "                 parser vs Drain3; writes benchmarks/reports/ (about 10 min on 2 cores)"
@@ -113,6 +115,9 @@ eval-asgnet: setup
 eval-feedback: setup
 	$(PY) -m benchmarks evaluate-feedback
 	$(PY) -m benchmarks evaluate-asgnet-feedback
+
+eval-new-templates: setup
+	$(PY) -m benchmarks evaluate-new-templates
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """``python -m benchmarks <command>``: the benchmarks (bench, loadtest, follow, parsers) and the
 evaluations (evaluate-hdfs, evaluate-params, evaluate-asgnet, evaluate-feedback,
-evaluate-asgnet-feedback), each writing its report. Dispatch is a table."""
+evaluate-asgnet-feedback, evaluate-new-templates), each writing its report. Dispatch is a table."""
 
 from __future__ import annotations
 
@@ -104,6 +104,20 @@ def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_new_templates(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.new_templates import (
+        NewTemplatesConfig,
+        evaluate_new_templates,
+        write_new_templates_report,
+    )
+
+    config = NewTemplatesConfig(train_blocks=args.train_blocks, test_blocks=args.test_blocks)
+    result = evaluate_new_templates(args.workdir, config)
+    write_new_templates_report(result, args.report, "make eval-new-templates")
+    print(args.report.read_text())
+    return 0
+
+
 def cmd_evaluate_asgnet_feedback(args: argparse.Namespace) -> int:
     from benchmarks.evaluations.asgnet_feedback import (
         AsgnetFeedbackConfig,
@@ -199,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     evf.add_argument("--share", type=float, default=0.5, help="of the false positives fed back")
     evf.add_argument("--report", type=Path, default=Path("reports/feedback_hdfs.md"))
 
+    ent = commands.add_parser(
+        "evaluate-new-templates",
+        help="templates new after a deployment: alerts before and after template feedback",
+    )
+    ent.add_argument("--workdir", type=Path, default=Path("build/new_templates_eval"))
+    ent.add_argument("--train-blocks", type=int, default=3000)
+    ent.add_argument("--test-blocks", type=int, default=3000)
+    ent.add_argument("--report", type=Path, default=Path("reports/new_templates.md"))
+
     eaf = commands.add_parser(
         "evaluate-asgnet-feedback",
         help="BGL: wrong ASGNet diagnoses fed back, fine-tune, before/after through Triton",
@@ -244,6 +267,7 @@ COMMANDS = {
     "evaluate-hdfs": cmd_evaluate_hdfs,
     "evaluate-feedback": cmd_evaluate_feedback,
     "evaluate-asgnet-feedback": cmd_evaluate_asgnet_feedback,
+    "evaluate-new-templates": cmd_evaluate_new_templates,
     "evaluate-params": cmd_evaluate_params,
     "evaluate-asgnet": cmd_evaluate_asgnet,
 }

@@ -52,11 +52,22 @@ class KeyAlert:
     expected: tuple[KeyRef, ...]
     model: str
     model_version: int
+    # An unknown template raises one alert per session (part) and template: how often it came
+    # (1 as the alert is first emitted; the stored alert has the count at the session's end),
+    # and where in the stored session keys (what a template learnt as normal retrains on).
+    # Neither is part of the alert's id.
+    repeats: int = 1
+    key_indexes: tuple[int, ...] = ()
     check: Check = field(default=Check.LOG_KEY, init=False)
 
     def facts(self) -> AlertFacts:
         where = f"line {self.line}" if self.actual.key != END else f"end, after line {self.line}"
-        return AlertFacts(self.reason.value, self.actual.template, f"key #{self.position}, {where}")
+        if self.repeats > 1:
+            where += f", {self.repeats} times"
+        reason = self.reason.value
+        if self.reason is KeyReason.UNKNOWN_KEY:
+            reason += f" {self.actual.name}"  # what `feedback normal-template` takes
+        return AlertFacts(reason, self.actual.template, f"key #{self.position}, {where}")
 
     def headline(self, shown: int = 3) -> str:
         """One line for a terminal; the JSON form carries everything."""
@@ -174,9 +185,13 @@ class SessionVerdict:
         return {"id": self.id, **asdict(self)}
 
 
+_COUNTED = ("repeats", "key_indexes")  # filled in as a session goes on: not in the id
+
+
 def alert_id(alert: AnyAlert) -> str:
     """A short stable id: the same alert (same content, same model version) gets the same id."""
-    text = json.dumps(asdict(alert), sort_keys=True, ensure_ascii=False)
+    fields = {k: v for k, v in asdict(alert).items() if k not in _COUNTED}
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
@@ -196,6 +211,7 @@ def alert_from_json(data: dict[str, Any]) -> AnyAlert:
                 "reason": KeyReason(fields["reason"]),
                 "actual": KeyRef(**fields["actual"]),
                 "expected": tuple(KeyRef(**e) for e in fields["expected"]),
+                "key_indexes": tuple(fields.get("key_indexes", ())),
             }
         )
     if check is Check.PARAMETER_VALUE:

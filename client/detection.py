@@ -70,7 +70,7 @@ class KeyModel:
             DEEPLOG_KEYS.name,
             meta,
             lambda version: served_key_meta(triton, version),
-            lambda m: (m.vocabulary, m.window, m.end_marker),
+            takes_keys_of,
             "vocabulary or h",
         )
 
@@ -136,6 +136,16 @@ class KeyModel:
         return np.bincount(owners, weights=flags, minlength=len(parts)) > 0
 
 
+def takes_keys_of(bound: KeyModelMeta, meta: KeyModelMeta) -> bool:
+    """A version judges windows built for ``bound``: same h and end marker, and its vocabulary
+    is bound's or bound's grown by new templates (every old key the same id)."""
+    return (
+        meta.window == bound.window
+        and meta.end_marker == bound.end_marker
+        and meta.vocabulary.extends(bound.vocabulary)
+    )
+
+
 def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> KeyAlert:
     """The alert for row ``i`` of ``scores``, which judged ``step``."""
     vocab = meta.vocabulary
@@ -166,6 +176,7 @@ class PartResult:
     checked: int  # keys judged, the end included where the model learnt ends
     alerts: list[AnyAlert]  # its log-key (and diagnosis) alerts
     diagnosis: str | None = None
+    start: int = 0  # position in the session of the part's first key
 
     @property
     def abnormal(self) -> bool:
@@ -295,7 +306,9 @@ class StreamingDetector:
                 found.append(alert)
         done = [p for p in self._closing if p.pending == 0]
         self._closing = [p for p in self._closing if p.pending > 0]
-        found += [PartResult(p.session, p.part, p.keys, p.checked, p.alerts) for p in done]
+        found += [
+            PartResult(p.session, p.part, p.keys, p.checked, p.alerts, start=p.start) for p in done
+        ]
         return found
 
 

@@ -12,7 +12,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -55,6 +55,17 @@ CREATE TABLE IF NOT EXISTS traffic_normal (
     judged_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traffic_normal_by_vocabulary ON traffic_normal (vocabulary, id);
+-- Templates the serving version never learnt that the operator marked normal: the next
+-- version's vocabulary grows by them.
+CREATE TABLE IF NOT EXISTS normal_templates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vocabulary TEXT NOT NULL,        -- the vocabulary they are new to
+    name TEXT NOT NULL,              -- as alerts named it (client/novel_templates.py)
+    template TEXT NOT NULL,
+    given_at TEXT NOT NULL,
+    used_in TEXT,
+    UNIQUE (vocabulary, template)
+);
 """
 
 TRAFFIC_SAMPLE = 2000  # normal sessions kept per vocabulary, the newest
@@ -137,6 +148,19 @@ class Feedback:
     alert: StoredAlert
     verdict: str
     label: str | None
+    given_at: str
+    used_in: str | None
+
+
+@dataclass(frozen=True)
+class NormalTemplate:
+    """A template marked normal, and the unknown-template alerts it answered."""
+
+    id: int
+    vocabulary: str
+    name: str
+    template: str
+    alerts: int  # alerts of it that took a false-positive verdict with it
     given_at: str
     used_in: str | None
 
@@ -241,6 +265,71 @@ class FeedbackStore:
                 f"alert {alert_id} already has feedback ({given[0]} at {given[1]})"
             ) from exc
         return self._feedback(cursor.lastrowid)
+
+    @_store_errors
+    def mark_template_normal(self, key_or_alert: str) -> NormalTemplate:
+        """An unknown template is normal: named by one of its alerts' id or by its name
+        (``new-...``). Every alert of it without feedback becomes a false positive, in one
+        transaction."""
+        sql = (
+            "SELECT vocabulary, json_extract(alert, '$.actual.name'), "
+            "json_extract(alert, '$.actual.template') FROM alerts "
+            "WHERE json_extract(alert, '$.reason') = 'unknown_key' AND "
+        )
+        row = self._db.execute(sql + "id = ?", (key_or_alert,)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                sql + "json_extract(alert, '$.actual.name') = ? ORDER BY raised_at DESC",
+                (key_or_alert,),
+            ).fetchone()
+        if row is None:
+            raise FeedbackError(
+                f"no unknown-template alert or template named {key_or_alert!r} in {self.path} "
+                "(feedback list --check log_key shows them, reason unknown_key)"
+            )
+        vocabulary, name, template = row
+        if template == "<unknown>":
+            raise FeedbackError(
+                f"{key_or_alert}: that line's template was not mined (too many new templates "
+                "in that run); mark one of its alerts a false positive instead"
+            )
+        now = _now()
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO normal_templates (vocabulary, name, template, given_at) "
+                "VALUES (?, ?, ?, ?)",
+                (vocabulary, name, template, now),
+            )
+            before = self._db.total_changes
+            self._db.execute(
+                "INSERT INTO feedback (alert_id, verdict, given_at) "
+                "SELECT id, ?, ? FROM alerts WHERE vocabulary = ? "
+                "AND json_extract(alert, '$.reason') = 'unknown_key' "
+                "AND json_extract(alert, '$.actual.template') = ? "
+                "AND id NOT IN (SELECT alert_id FROM feedback)",
+                (FALSE_POSITIVE, now, vocabulary, template),
+            )
+            answered = self._db.total_changes - before
+        (marked,) = [t for t in self.normal_templates(vocabulary) if t.template == template]
+        return replace(marked, alerts=answered)
+
+    @_store_errors
+    def normal_templates(self, vocabulary: str, pending: bool = False) -> list[NormalTemplate]:
+        """Templates marked normal that are new to ``vocabulary``, in the order marked."""
+        rows = self._db.execute(
+            "SELECT id, vocabulary, name, template, given_at, used_in FROM normal_templates "
+            "WHERE vocabulary = ? AND (? = 0 OR used_in IS NULL) ORDER BY id",
+            (vocabulary, int(pending)),
+        )
+        return [NormalTemplate(r[0], r[1], r[2], r[3], 0, r[4], r[5]) for r in rows]
+
+    @_store_errors
+    def mark_templates_used(self, template_ids: Sequence[int], used_in: str) -> None:
+        with self._db:
+            self._db.executemany(
+                "UPDATE normal_templates SET used_in = ? WHERE id = ?",
+                [(used_in, i) for i in template_ids],
+            )
 
     @_store_errors
     def pending(self, model: str | None = None) -> list[Feedback]:

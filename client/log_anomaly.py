@@ -290,6 +290,7 @@ class SessionDetector:
                             len(result.scores.rank),
                             alerts,
                             result.diagnosis.label,
+                            part.start,
                         )
                     )
         return found

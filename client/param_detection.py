@@ -29,6 +29,18 @@ from export.contract.vocab import FIRST_KEY
 LIMIT = 1e6  # normalised units
 
 
+def _inputs(meta: ParamModelMeta) -> tuple:
+    """What two versions must share to judge the same requests."""
+    return (
+        meta.window,
+        meta.width,
+        meta.normaliser.mean.tobytes(),
+        meta.normaliser.std.tobytes(),
+        json.dumps(meta.schema, sort_keys=True),
+        meta.vocabulary,
+    )
+
+
 class ParamModel:
     """A parameter-value model served by Triton.
 
@@ -55,14 +67,7 @@ class ParamModel:
             meta.model,
             meta,
             lambda version: served_param_meta(triton, meta.model, version),
-            lambda m: (
-                m.window,
-                m.width,
-                m.normaliser.mean.tobytes(),
-                m.normaliser.std.tobytes(),
-                json.dumps(m.schema, sort_keys=True),
-                m.vocabulary,
-            ),
+            lambda bound, m: _inputs(bound) == _inputs(m),
             "normaliser, schema or vocabulary",
         )
 

@@ -8,6 +8,8 @@ when it closes, checked in one ``log_anomaly`` request: DeepLog's verdict per ke
 diagnosis (``client/log_anomaly.py``). A session closes on its format's end rule, after
 ``session_idle_s`` of quiet, or early when too many are open; a long one is checked in parts.
 Alerts go to ``Outputs`` as they are found, a verdict per session (part) when it is complete.
+A line of a template the version never learnt is named by its own mined template
+(``client/novel_templates.py``) and alerted once per session and template.
 
 ``StreamEngine`` takes one record at a time and never holds more than the open sessions;
 ``run_stream`` drives it from a source with checkpoints; ``detect_stream`` reads a finite
@@ -22,11 +24,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from client.alerts import AnyAlert, Check, SessionVerdict
+from client.alerts import AnyAlert, Check, KeyAlert, KeyReason, KeyRef, SessionVerdict
 from client.checkpoint import Checkpoint
 from client.detection import KeyModel, PartResult, StreamingDetector
 from client.formats import LogFormat, builtin
 from client.log_anomaly import LogAnomalyModel, SessionDetector
+from client.novel_templates import UNNAMED, NovelTemplates
 from client.outputs import CallbackOutputs, Outputs
 from client.param_detection import ParamDetector, ParamModel
 from client.parsing import BAD_TIME, LogParser, ParseStats
@@ -64,6 +67,7 @@ class StreamSummary:
     diagnosed: Counter = field(default_factory=Counter)  # ASGNet class -> sessions
     params_checked: int = 0
     replayed_lines: int = 0  # after a resume: lines of sessions finished before the restart
+    new_templates: int = 0  # templates the version never learnt, mined from unknown lines
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # client/stage_clock.py
 
@@ -76,8 +80,9 @@ class StreamSummary:
             if self.lines_without_session
             else ""
         )
+        new = f" ({self.new_templates} new templates)" if self.new_templates else ""
         return (
-            f"{self.parse.summary()}{unplaced}; {self.sessions} sessions checked ({closed}), "
+            f"{self.parse.summary()}{new}{unplaced}; {self.sessions} sessions checked ({closed}), "
             f"{self.abnormal_sessions} abnormal; alerts: {alerts}"
         )
 
@@ -104,7 +109,7 @@ class StreamEngine:
         diagnose: LogAnomalyModel | None = None,
         resume: Checkpoint | None = None,
     ) -> None:
-        if params is not None and params.meta.vocabulary != model.meta.vocabulary:
+        if params is not None and not model.meta.vocabulary.extends(params.meta.vocabulary):
             raise VersionMismatch(
                 f"{params.meta.model} v{params.meta.version} was trained on vocabulary "
                 f"{params.meta.vocabulary.fingerprint}, deeplog_keys v{model.meta.version} on "
@@ -113,6 +118,11 @@ class StreamEngine:
         log_format = log_format or builtin("hdfs")
         self.model, self.outputs, self.format, self.config = model, outputs, log_format, config
         self.parser = frozen_parser(model, log_format)
+        self.novel = NovelTemplates(log_format)
+        # Unknown lines of open sessions by (session, line): their templates, for the alerts
+        # they raise; and per session the templates alerted so far (one alert per template).
+        self._unknown: dict[tuple[str, int], KeyRef] = {}
+        self._alerted: dict[str, set[str]] = {}
         self.stages = StageClock()
         self.detector: StreamingDetector | SessionDetector = (
             SessionDetector(diagnose, max_delay_s=config.max_delay_s, clock=self.stages)
@@ -178,8 +188,11 @@ class StreamEngine:
         if not sessions:
             self.summary.lines_without_session += 1
         live = [s for s in sessions if not self._replayed(s, record.line_no)]
+        novel = self.novel.ref(parsed.content) if key == UNKNOWN and live else None
         with self.stages.stage(SESSIONS):
             for session in live:
+                if novel is not None:
+                    self._unknown[(session, record.line_no)] = novel
                 self._push(session, key, record, clock_before, now)
         # A line's values belong to the history of its first session (or of the stream).
         first = sessions[0] if sessions else ""
@@ -214,6 +227,7 @@ class StreamEngine:
     def close_summary(self) -> StreamSummary:
         self.summary.windows_checked = self.detector.windows_checked
         self.summary.params_checked = self.params.checked if self.params else 0
+        self.summary.new_templates = len(self.novel)
         self.summary.seconds = time.perf_counter() - self._started
         self.summary.stages = self.stages.split()
         return self.summary
@@ -343,9 +357,42 @@ class StreamEngine:
     def _handle(self, found: list[AnyAlert | PartResult]) -> None:
         for item in found:
             if isinstance(item, PartResult):
-                self._verdict(item)
+                self._verdict(self._named_unknowns(item))
+            elif isinstance(item, KeyAlert) and item.reason is KeyReason.UNKNOWN_KEY:
+                self._emit(self._first_sighting(item))
             else:
                 self._emit((item,))
+
+    def _first_sighting(self, alert: KeyAlert) -> tuple[KeyAlert, ...]:
+        """An unknown line's alert, named by its template: only the template's first in the
+        session is emitted (the stored alert counts the repeats)."""
+        ref = self._unknown.get((alert.session, alert.line), UNNAMED)  # type: ignore[arg-type]
+        alerted = self._alerted.setdefault(alert.session, set())
+        if ref.name in alerted:
+            return ()
+        alerted.add(ref.name)
+        return (replace(alert, actual=ref),)
+
+    def _named_unknowns(self, result: PartResult) -> PartResult:
+        """A closed part's alerts as stored: each unknown template's first alert, named, with
+        how often the template came and where in the part's keys; its other alerts."""
+        self._alerted.pop(result.session, None)
+        kept: list[AnyAlert] = []
+        firsts: dict[str, int] = {}  # template name -> index in kept
+        indexes: dict[str, list[int]] = {}
+        for alert in result.alerts:
+            if not (isinstance(alert, KeyAlert) and alert.reason is KeyReason.UNKNOWN_KEY):
+                kept.append(alert)
+                continue
+            ref = self._unknown.pop((alert.session, alert.line), UNNAMED)  # type: ignore[arg-type]
+            indexes.setdefault(ref.name, []).append(alert.position - result.start)
+            if ref.name not in firsts:
+                firsts[ref.name] = len(kept)
+                kept.append(replace(alert, actual=ref))
+        for name, at in firsts.items():
+            where = tuple(indexes[name])
+            kept[at] = replace(kept[at], repeats=len(where), key_indexes=where)
+        return replace(result, alerts=kept) if firsts else result
 
     def _emit(self, alerts: Iterable[AnyAlert]) -> None:
         for alert in alerts:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.contract.vocab import UNKNOWN
 from export.contract.windows import windows_of_sessions
 from export.fitting import fit
 
@@ -52,6 +53,25 @@ class KeyLSTM(nn.Module):
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(self.embed(windows))
         return self.head(out[:, -1, :])
+
+
+def grown_key_model(model: KeyLSTM, config: KeyModelConfig, vocab_size: int) -> KeyLSTM:
+    """``model`` over a larger vocabulary (keys appended): old keys keep their embedding and
+    output rows; each new key starts as UNKNOWN, the key every new template was until now,
+    so before learning it the model judges it as it judged those lines."""
+    old = model.embed.num_embeddings
+    if vocab_size < old:
+        raise ValueError(f"a vocabulary cannot shrink ({old} -> {vocab_size} keys)")
+    grown = KeyLSTM(vocab_size, config)
+    grown.lstm.load_state_dict(model.lstm.state_dict())
+    with torch.no_grad():
+        grown.embed.weight[:old] = model.embed.weight
+        grown.embed.weight[old:] = model.embed.weight[UNKNOWN]
+        grown.head.weight[:old] = model.head.weight
+        grown.head.weight[old:] = model.head.weight[UNKNOWN]
+        grown.head.bias[:old] = model.head.bias
+        grown.head.bias[old:] = model.head.bias[UNKNOWN]
+    return grown
 
 
 class KeyModelServing(nn.Module):
@@ -143,10 +163,18 @@ def train_key_model(
     if config.top_g is not None:
         return model, TrainingReport(len(x), config.epochs, loss_value, seconds, config.top_g)
     worst = worst_ranks(model, held_out, config.window, config.end_marker)
-    rates = {g: float(np.mean(worst >= g)) for g in range(1, vocab_size + 1)}
-    top_g = min(g for g, rate in rates.items() if rate <= config.false_alarm_target)
+    top_g, rates = calibrated_g(worst, vocab_size, config.false_alarm_target)
     report = TrainingReport(len(x), config.epochs, loss_value, seconds, top_g, len(held_out), rates)
     return model, report
+
+
+def calibrated_g(
+    worst: np.ndarray, vocab_size: int, target: float, at_least: int = 1
+) -> tuple[int, dict[int, float]]:
+    """The smallest g (from ``at_least``) that flags at most ``target`` of the sessions whose
+    worst ranks are ``worst``, and the share flagged at each g."""
+    rates = {g: float(np.mean(worst >= g)) for g in range(1, vocab_size + 1)}
+    return min(g for g, rate in rates.items() if g >= at_least and rate <= target), rates
 
 
 def worst_ranks(

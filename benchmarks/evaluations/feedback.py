@@ -30,7 +30,7 @@ from client.ops.retrain import RetrainResult, retrain_keys
 from client.ops.training import train_and_publish
 from client.triton_client import TritonClient
 from export.deeplog_keys import KeyModelConfig
-from export.online import Acceptance, UpdateConfig
+from export.online import Acceptance
 from server_config.launcher import TritonServer
 
 Session = tuple[str, ...]
@@ -270,7 +270,7 @@ shown on all of `hdfs_test_abnormal` and on the sessions outside that sample.
 - feedback to new version serving: **{result.feedback_to_serving_s:.1f} s** (the publishing
   `retrain` from its start to the new version ready on the server: {steps})
 - online update: {r.update.feedback_windows} fed-back windows
-  (x{UpdateConfig().feedback_weight} per epoch) with {r.update.replay_windows:,} replayed
+  (x{r.update.feedback_weight} per epoch) with {r.update.replay_windows:,} replayed
   normal windows, {r.update.epochs} epochs
 {check}
 

@@ -1,11 +1,12 @@
-"""``feedback``: look at recorded alerts, mark one a false positive or confirm it."""
+"""``feedback``: look at recorded alerts, mark one a false positive or confirm it, or mark a
+template the serving version never learnt normal (all its alerts at once)."""
 
 from __future__ import annotations
 
 import argparse
 
 from client.alerts import Check
-from client.cli.args import add_store_argument
+from client.cli.args import add_store_argument, program
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ok = fb_sub.add_parser("confirm", help="the alert was right (for a diagnosis: --label)")
     ok.add_argument("alert_id")
     ok.add_argument("--label", default=None, help="the right class of a diagnosis alert")
-    for action in (fb_list, fp, ok):
+    nt = fb_sub.add_parser(
+        "normal-template",
+        help="a new template is normal: the next version learns it (all its alerts answered)",
+    )
+    nt.add_argument(
+        "template", metavar="KEY_OR_ALERT_ID", help="its name (new-...) or an alert's id"
+    )
+    for action in (fb_list, fp, ok, nt):
         add_store_argument(action, top=False)
 
 
@@ -34,6 +42,14 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         if args.action == "list":
             check = Check(args.check) if args.check else None
             _print_alerts(store.alerts(args.limit, args.session, check))
+            return 0
+        if args.action == "normal-template":
+            marked = store.mark_template_normal(args.template)
+            print(
+                f"template {marked.name} '{marked.template}' marked normal "
+                f"({marked.alerts} alert(s) of it marked false_positive); the next "
+                f"{program()} retrain learns it"
+            )
             return 0
         verdict = FALSE_POSITIVE if args.action == "false-positive" else CONFIRMED
         given = store.give(args.alert_id, verdict, getattr(args, "label", None))

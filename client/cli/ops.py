@@ -45,7 +45,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--abnormal", type=Path, default=None, help="known anomalies: key names per line"
     )
     # Defaults are UpdateConfig's (export/online.py, not imported here: it imports torch).
-    rt.add_argument("--epochs", type=positive(int), help="of the online update (default 2)")
+    rt.add_argument(
+        "--epochs",
+        type=positive(int),
+        help="of the online update (default 2; up to 8 where many sessions are fed back)",
+    )
     rt.add_argument(
         "--learning-rate", type=positive(float), help="of the online update (default 0.001)"
     )
@@ -185,6 +189,11 @@ def _print_retrain(result) -> int:
         print(
             f"  {name:6s} {normal if r.normal_sessions else ''}{traffic}recall {recall} known "
             f"anomalies, fed-back items still flagged {r.feedback_flagged}/{r.feedback_sessions}"
+        )
+    if result.top_g is not None:
+        print(
+            f"  vocabulary +{result.templates_learnt} template(s) marked normal; "
+            f"g {result.top_g[0]} -> {result.top_g[1]} (calibrated again on held-out normal)"
         )
     print("  " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in result.seconds.items()))
     if result.refused:

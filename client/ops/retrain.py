@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import json_format
 
-from client.alerts import Check
+from client.alerts import Check, KeyAlert
 from client.feedback import FALSE_POSITIVE, Feedback, FeedbackStore
 from client.ops.errors import LoadFailed, NothingToLearn, RetrainError
 from client.param_detection import normalised_deviation
@@ -44,8 +44,9 @@ from export.contract.specs import (
     LOG_ANOMALY,
     PARAM_FORMATS,
 )
-from export.contract.vocab import KeyVocabulary
+from export.contract.vocab import UNKNOWN, KeyVocabulary
 from export.contract.windows import windows_of_sessions
+from export.deeplog_keys import calibrated_g, grown_key_model, worst_ranks
 from export.deeplog_params import widened_thresholds
 from export.online import (
     Acceptance,
@@ -82,6 +83,8 @@ class RetrainResult:
     update: UpdateReport | AsgnetUpdateReport | None  # None: bounds recalibrated, no training
     seconds: dict[str, float] = field(default_factory=dict)
     feedback_used: int = 0
+    templates_learnt: int = 0  # new keys the vocabulary grew by
+    top_g: tuple[int, int] | None = None  # g before and after, where it was calibrated again
 
 
 def read_key_file(path: Path, vocabulary: KeyVocabulary) -> list[list[int]]:
@@ -142,7 +145,12 @@ def retrain_keys(
     progress: bool = True,
 ) -> RetrainResult:
     """One feedback cycle for deeplog_keys, against the running server. ``known_anomalies``
-    names a key-name file (``read_key_file``) of sessions the new model must still flag."""
+    names a key-name file (``read_key_file``) of sessions the new model must still flag.
+
+    Templates marked normal (``feedback normal-template``) grow the vocabulary: they are
+    appended as new keys (old keys keep their ids), the model's embedding and output layer
+    grow by them, and their alerts' sessions are learnt with those keys where the template
+    came."""
     clock = time.perf_counter()
     pending = key_false_positives(store)
     if not pending:
@@ -150,7 +158,12 @@ def retrain_keys(
     current = KeyVersion.load(repository, _serving_version(triton, DEEPLOG_KEYS.name))
     meta = current.meta
     _same_vocabulary(pending, meta.vocabulary, f"{DEEPLOG_KEYS.name} v{meta.version}")
-    feedback = list({f.alert.session: f.alert.session_keys for f in pending}.values())
+    templates = store.normal_templates(meta.vocabulary.fingerprint, pending=True)
+    vocabulary = meta.vocabulary.grown(tuple(t.template for t in templates))
+    as_fed_back = _fed_back_sessions(pending, {})
+    feedback = _fed_back_sessions(
+        pending, {t.template: meta.vocabulary.size + i for i, t in enumerate(templates)}
+    )
     anomalies = [f.alert.session_keys for f in store.confirmed(Check.LOG_KEY)]
     if known_anomalies is not None:
         anomalies += read_key_file(known_anomalies, meta.vocabulary)
@@ -162,13 +175,15 @@ def retrain_keys(
         if tuple(keys) not in fed_back
     ]
 
-    def judge(model) -> CheckResult:
-        normal = current.retrain.check_normal
-        return check_model(model, meta.top_g, *check, normal, anomalies, feedback, traffic)
+    normal = current.retrain.check_normal
 
-    before = judge(current.model)
+    def judge(model, fed_back: list[list[int]], top_g: int) -> CheckResult:
+        return check_model(model, top_g, *check, normal, anomalies, fed_back, traffic)
+
+    before = judge(current.model, as_fed_back, meta.top_g)
+    start = grown_key_model(current.model, current.config, vocabulary.size)
     updated, report = online_update(
-        current.model,
+        start,
         feedback,
         current.retrain.replay_windows,
         current.retrain.replay_keys,
@@ -176,12 +191,21 @@ def retrain_keys(
         update or UpdateConfig(),
         progress,
     )
-    after = judge(updated)
+    top_g = meta.top_g
+    if templates:
+        # New keys are new branches after old ones: g is calibrated again on the held-out
+        # normal sessions, as training does, never below the serving version's.
+        target = max(before.false_positive_rate, current.config.false_alarm_target)
+        worst = worst_ranks(updated, normal, *check)
+        top_g, _ = calibrated_g(worst, vocabulary.size, target, at_least=meta.top_g)
+    after = judge(updated, feedback, top_g)
     seconds = {"train_s": time.perf_counter() - clock}
     refused = refusals(before, after, acceptance or Acceptance())
     result = RetrainResult(
         DEEPLOG_KEYS.name, meta.version, None, before, after, refused, report, seconds
     )
+    result.templates_learnt = len(templates)
+    result.top_g = (meta.top_g, top_g) if templates else None
     if refused:
         return result
 
@@ -194,20 +218,39 @@ def retrain_keys(
         current.retrain.check_source,
     )
     training = {
-        "source": f"online update of v{meta.version} on {len(feedback)} false-positive sessions",
+        "source": f"online update of v{meta.version} on {len(feedback)} false-positive sessions"
+        + (f", {len(templates)} new template(s)" if templates else ""),
         "feedback_ids": [f.id for f in pending],
+        "new_templates": [t.template for t in templates],
+        "top_g": {"before": meta.top_g, "after": top_g},
         "update": asdict(report),
     }
-    return _publish_and_swap(
+    result = _publish_and_swap(
         store,
         triton,
         repository,
         result,
         pending,
         lambda: publish_key_model(
-            updated, current.config, meta.top_g, meta.vocabulary, repository, retrain, training, 0
+            updated, current.config, top_g, vocabulary, repository, retrain, training, 0
         ),
     )
+    store.mark_templates_used([t.id for t in templates], f"{result.model} v{result.new_version}")
+    return result
+
+
+def _fed_back_sessions(pending: list[Feedback], new_keys: dict[str, int]) -> list[list[int]]:
+    """The fed-back sessions' keys (once per session), with each template of ``new_keys``
+    (template -> its new key) put in where its unknown-template alert says it came."""
+    sessions: dict[str, list[int]] = {}
+    for f in pending:
+        keys = sessions.setdefault(f.alert.session, list(f.alert.session_keys))
+        alert = f.alert.alert
+        if isinstance(alert, KeyAlert) and alert.actual.template in new_keys:
+            for i in alert.key_indexes:
+                if 0 <= i < len(keys) and keys[i] == UNKNOWN:
+                    keys[i] = new_keys[alert.actual.template]
+    return list(sessions.values())
 
 
 def _publish_and_swap(

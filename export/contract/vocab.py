@@ -58,6 +58,29 @@ class KeyVocabulary:
             object.__setattr__(self, "_name_index", index)
         return index
 
+    def extends(self, other: KeyVocabulary) -> bool:
+        """Every key of ``other`` has the same id here (templates learnt since are appended),
+        read with the same format: requests built with ``other`` mean the same here."""
+        n = len(other.names)
+        return (
+            self.log_format == other.log_format
+            and self.names[:n] == other.names
+            and self.templates[:n] == other.templates
+        )
+
+    def grown(self, templates: tuple[str, ...]) -> KeyVocabulary:
+        """This vocabulary with new templates appended (old keys keep their ids); each gets
+        the next free name ``T<n>``."""
+        taken, names, n = set(self.names), [], len(self.names)
+        for _ in templates:
+            n += 1
+            while f"T{n}" in taken:
+                n += 1
+            names.append(f"T{n}")
+        return KeyVocabulary(
+            self.names + tuple(names), self.templates + tuple(templates), self.log_format
+        )
+
     @property
     def fingerprint(self) -> str:
         """Content hash: two vocabularies with the same fingerprint map keys identically."""

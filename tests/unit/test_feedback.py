@@ -119,3 +119,42 @@ def test_feedback_list_shows_check_reason_template_session_and_where_and_filters
     assert main(["feedback", "list", "--store", path, "--check", "diagnosis"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert len(rows) == 1 and "blk_9" in rows[0]
+
+
+def _unknown(session: str, name: str, template: str, indexes: tuple[int, ...]) -> KeyAlert:
+    ref = KeyRef(1, name, template)
+    return KeyAlert(
+        session, indexes[0], 40, KeyReason.UNKNOWN_KEY, ref, 0, (), "deeplog_keys", 2,
+        repeats=len(indexes), key_indexes=indexes,
+    )  # fmt: skip
+
+
+def test_a_template_marked_normal_answers_every_alert_of_it_at_once_by_name_or_alert(store):
+    reads = [
+        _unknown(f"blk_{i}", "new-0badcafe", "Served block blk_<*> to <*>", (1, 4)) for i in (5, 6)
+    ]
+    other = _unknown("blk_7", "new-12345678", "Starting thread to transfer block", (2,))
+    store.record(
+        [*reads, other], {"blk_5": [3, 1, 4, 4, 1], "blk_6": [3, 1, 1], "blk_7": [3, 4, 1]}, "fp1"
+    )
+    assert alert_id(reads[0]) == alert_id(
+        KeyAlert(**{**reads[0].__dict__, "repeats": 1, "key_indexes": ()})
+    )
+    marked = store.mark_template_normal("new-0badcafe")
+    assert (marked.template, marked.alerts, marked.vocabulary) == (
+        "Served block blk_<*> to <*>",
+        2,
+        "fp1",
+    )
+    pending = store.pending()
+    assert {f.alert.session for f in pending} == {"blk_5", "blk_6"}
+    assert pending[0].alert.alert.key_indexes == (1, 4)  # where the retrain puts the new key
+    assert store.mark_template_normal(alert_id(other)).alerts == 1  # by one of its alerts' id
+    assert [t.name for t in store.normal_templates("fp1", pending=True)] == [
+        "new-0badcafe",
+        "new-12345678",
+    ]
+    store.mark_templates_used([marked.id], "deeplog_keys v3")
+    assert [t.name for t in store.normal_templates("fp1", pending=True)] == ["new-12345678"]
+    with pytest.raises(FeedbackError, match="no unknown-template alert or template named 'T3'"):
+        store.mark_template_normal("T3")

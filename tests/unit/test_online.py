@@ -19,6 +19,7 @@ from export.online import (
     check_model,
     online_update,
     refusals,
+    weight_of,
 )
 from export.publish import KeyVersion, RetrainData, publish_key_model
 from export.repository import prune_versions, retire_version, retired_versions, versions
@@ -116,3 +117,9 @@ def test_a_model_that_flags_recent_traffic_the_serving_version_passed_is_refused
     assert "of 500 recent traffic sessions the serving version judged normal" in reason
     assert "it flags 12 (the serving version 0" in reason
     assert refusals(before, worse, Acceptance(max_false_positive_rise=0.03)) == []
+
+
+def test_fed_back_windows_weigh_twenty_replayed_ones_but_never_outweigh_the_replay():
+    assert weight_of(25, 21_000, 20) == 20  # one session fed back: seen 20 times an epoch
+    assert weight_of(2_000, 21_000, 20) == 10
+    assert weight_of(32_000, 21_000, 20) == 1  # a new template's sessions by the thousand
