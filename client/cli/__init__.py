@@ -18,7 +18,7 @@ from client.cli.args import BadArguments
 from client.feedback import FeedbackError, StoreError
 from client.formats import FormatError
 from client.metrics import MetricsError
-from client.ops.errors import NotEnoughData, RetrainError
+from client.ops.errors import LabelsError, NotEnoughData, RetrainError
 from client.triton_client import InferenceError, NotServed, ServerUnavailable
 from export.contract.errors import VersionMismatch
 from export.hdfs_data import DataMissing
@@ -42,6 +42,7 @@ USER_ERRORS = (
     FormatError,
     RetrainError,
     NotEnoughData,
+    LabelsError,
     VersionMismatch,
     CheckpointError,
     MetricsError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from client.cli.args import (
@@ -36,6 +37,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--top-g", type=int, default=None, help="default: calibrated")
     train.add_argument("--param-epochs", type=int, default=40)
     train.add_argument("--confidence", type=float, default=0.99)
+
+    ta = sub.add_parser(
+        "train-asgnet", help="train ASGNet (diagnosis) on a log and the user's labels; publish it"
+    )
+    ta.add_argument("log", type=Path)
+    add_format_argument(ta, default="hdfs")
+    ta.add_argument(
+        "--labels",
+        type=Path,
+        required=True,
+        help="CSV with a header: session id (e.g. BlockId) or LineId, then the class; "
+        "normal, - or empty are normal",
+    )
+    ta.add_argument("--repository", type=Path, default=Path("model_repository"))
+    ta.add_argument("--epochs", type=positive(int), default=30, help="of S-Net's fine-tune")
+    ta.add_argument("--mlm-epochs", type=positive(int), default=5, help="of S-Net's pre-training")
+    ta.add_argument("--hidden", type=positive(int), default=64, help="S-Net's width")
+    ta.add_argument("--layers", type=positive(int), default=2, help="S-Net's transformer layers")
+    ta.add_argument("--seed", type=int, default=0)
 
     rt = sub.add_parser("retrain", help="learn pending feedback; publish and load a new version")
     add_server_arguments(rt)
@@ -120,6 +140,69 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     name = PARAM_FORMATS[args.params].name
     print(f"{name} v{params_version} ({args.params}) written to {args.repository}")
+    return 0
+
+
+def cmd_train_asgnet(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    import numpy as np
+
+    from client.formats import load_format
+    from client.ops.demo import DemoConfig
+    from client.ops.labels import classes_of, read_labels, require_classes, session_labels
+    from client.ops.training import (
+        labelled_units,
+        learn_corpus,
+        require_sessions,
+        train_and_publish_asgnet,
+    )
+    from export.asgnet import stratified_split
+
+    if not args.log.is_file():
+        raise FileNotFoundError(f"no log file {args.log}")
+    log_format = load_format(args.log_format)
+    labels = read_labels(args.labels)
+    lines = args.log.read_bytes().splitlines()
+    corpus = learn_corpus(lines, log_format)
+    print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
+    require_sessions(corpus, lines, log_format, str(args.log))
+    by_session = session_labels(labels, lines, log_format)
+    classes = classes_of(by_session)
+    units = labelled_units(lines, by_session, classes, corpus.vocabulary, log_format)
+    per_class = Counter({c: int(np.sum(units.labels == i)) for i, c in enumerate(classes)})
+    shown = ", ".join(f"{c} {per_class[c]}" for c in classes)
+    print(
+        f"{args.labels}: labels per {labels.kind.value}; {len(units)} distinct sessions by "
+        f"class: {shown}"
+    )
+    require_classes(per_class, f"{args.labels}")
+    train_rows, check_rows = stratified_split(
+        units.labels, (0.8, 0.2), np.random.default_rng(args.seed)
+    )
+    base = DemoConfig().asgnet  # sized to train on two CPU cores
+    snet = replace(
+        base.snet,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=max(1, args.hidden // 16),
+        intermediate=2 * args.hidden,
+        mlm_epochs=args.mlm_epochs,
+        seed=args.seed,
+    )
+    config = replace(base, snet=snet, finetune_epochs=args.epochs)
+    version = train_and_publish_asgnet(
+        units.select(train_rows),
+        units.select(check_rows),
+        corpus.vocabulary,
+        classes,
+        args.repository,
+        config,
+    )
+    print(
+        f"asgnet v{version} (classes {', '.join(classes)}; {len(train_rows)} training, "
+        f"{len(check_rows)} check sessions) written to {args.repository}"
+    )
     return 0
 
 
@@ -212,4 +295,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "retrain": cmd_retrain, "rollback": cmd_rollback}
+COMMANDS = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "train-asgnet": cmd_train_asgnet,
+    "retrain": cmd_retrain,
+    "rollback": cmd_rollback,
+}

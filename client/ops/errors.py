@@ -18,3 +18,7 @@ class LoadFailed(RetrainError):
 
 class NotEnoughData(RuntimeError):
     """A training log that yields too few sessions to learn from (often: the wrong format)."""
+
+
+class LabelsError(ValueError):
+    """A labels file that cannot be read as labels; one line naming the file and the problem."""
