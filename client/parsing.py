@@ -46,6 +46,18 @@ _NUMBER = re.compile(r"(?:(?<![A-Za-z0-9])[-+])?(?:0[xX])?[0-9a-fA-F]*\d[0-9a-fA
 _DIGIT = re.compile(r"\d")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CACHE_LIMIT = 100_000  # words (and slot regexes) remembered before the memo starts over
+# Frozen matching remembers whole contents while that pays: logs repeat lines exactly
+# (heartbeats, periodic reports: 15-80% of the loghub samples' lines repeat one before them)
+# but some never do (HDFS's block ids). Each probe of this many lines decides whether the memo
+# stays on: a miss (hashing the content, storing it) costs about a fifth of what a hit saves,
+# so below the hit rate it pauses for the pause's number of lines, then probes again; a probe
+# whose first lines bring no hit at all pauses at once. On a log that never repeats, the misses
+# are then paid on about 0.1% of its lines.
+_LINE_MEMO_LIMIT = 50_000
+_LINE_EARLY = 128
+_LINE_PROBE = 1_000
+_LINE_MIN_HIT_RATE = 0.1
+_LINE_PAUSE = 100_000
 
 
 @dataclass(frozen=True)
@@ -255,6 +267,7 @@ class ParserSizes:
     templates: int
     groups: int
     tokens: int  # distinct tokens the tokenizer remembers the compared form of (capped)
+    contents: int = 0  # whole contents a frozen parser remembers the match of (capped; 0: paused)
 
 
 # A template's constant positions, checked against a line's raw tokens in one C call:
@@ -317,6 +330,9 @@ class LogParser:
         self._slots: dict[str, re.Pattern[str]] = {}  # template text -> its slot regex
         self._live = 0
         self._final: dict[int, int] | None = None  # learnt template id -> index in templates
+        self._lines: dict[str, int] | None = {}  # frozen: content -> template id (None: paused)
+        self._line_hits = self._line_misses = 0
+        self._resume_at = 0  # the line (``stats.lines``) at which a paused memo probes again
         for template in templates:
             self._freeze(template)
 
@@ -331,11 +347,12 @@ class LogParser:
 
     def sizes(self) -> ParserSizes:
         """What the parser holds: its memory is these, each bounded (templates by
-        ``max_templates``, remembered tokens by the memo's limit)."""
+        ``max_templates``, remembered tokens and contents by their memos' limits)."""
         return ParserSizes(
             len(self._live_ids()) if self.learn else len(self._texts),
             len(self._groups),
             self._tokenizer.remembered,
+            len(self._lines or ()),
         )
 
     def final_id(self, template_id: int) -> int:
@@ -391,6 +408,8 @@ class LogParser:
             self.stats.parsed += 1
             text = self._text(template_id)
             return ParsedLine(line_no, template_id, text, header, content, self._slot(text))
+        if self._lines is None and self.stats.lines >= self._resume_at:
+            self._resume_line_memo()
         template_id = self.match_content(content)
         self.stats.parsed += 1
         if template_id < 0:
@@ -547,6 +566,37 @@ class LogParser:
     def match_content(self, content: str) -> int:
         """A line's content against the frozen templates: the id of the most specific one
         that matches, or -1 (``parse`` does this after the header)."""
+        lines = self._lines
+        found = lines.get(content)
+        if found is None:
+            found = self._match(content)
+            if len(lines) >= _LINE_MEMO_LIMIT:
+                lines.clear()
+            lines[content] = found
+            self._line_misses += 1
+            if self._line_misses == _LINE_EARLY and not self._line_hits:
+                self._judge_line_memo()
+        else:
+            self._line_hits += 1
+        if self._line_hits + self._line_misses >= _LINE_PROBE:
+            self._judge_line_memo()
+        return found
+
+    def _judge_line_memo(self) -> None:
+        hits, misses = self._line_hits, self._line_misses
+        self._line_hits = self._line_misses = 0
+        if hits < _LINE_MIN_HIT_RATE * (hits + misses):
+            # Paused, at no cost per line: this instance's match_content is the bare matcher
+            # until parse() has read the pause's lines and probes again.
+            self._lines = None
+            self.match_content = self._match  # type: ignore[method-assign]
+            self._resume_at = self.stats.lines + _LINE_PAUSE
+
+    def _resume_line_memo(self) -> None:
+        self._lines = {}
+        del self.match_content  # the class's remembering match_content again
+
+    def _match(self, content: str) -> int:
         # The detection hot path: one split, one memo lookup, a few C-level comparisons.
         tokens = self._tokenizer.split(content) if self._rewrites else content.split()
         if not tokens:

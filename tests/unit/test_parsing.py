@@ -177,3 +177,34 @@ def test_a_token_mask_makes_its_token_a_variable_and_a_line_mask_may_span_tokens
         "ok",
     ]
     assert tokenize("a=1,b=x", TemplateRules(delimiters=",=")) == ["a", WILDCARD, "b", "x"]
+
+
+def test_frozen_matching_remembers_repeated_contents_and_pauses_where_lines_never_repeat():
+    templates = ("Receiving block blk_<*> src: <*> dest: <*>", "Served block blk_<*> to <*>")
+    parser = LogParser(builtin("hdfs"), templates=templates, learn=False)
+    distinct = [
+        f"Receiving block blk_{i} src: /10.0.0.1:{i} dest: /10.0.0.2:50010" for i in range(3000)
+    ]
+    assert {parser.match_content(c) for c in distinct} == {0}
+    assert parser.sizes().contents == 0  # no content came twice: the memo paused
+    repeated = [
+        "Served block blk_7 to /10.0.0.3",
+        "Heartbeat from node 4",
+        "Served block blk_7 to /10.0.0.3",
+    ]
+    fresh = LogParser(builtin("hdfs"), templates=templates, learn=False)
+    answers = [fresh.match_content(c) for c in repeated * 1000]
+    assert answers == [1, -1, 1] * 1000  # the same answers, unknown ones too
+    assert fresh.sizes().contents == 2
+
+
+def test_a_paused_content_memo_probes_again_after_the_pause(monkeypatch):
+    monkeypatch.setattr("client.parsing._LINE_PAUSE", 500)
+    parser = LogParser(builtin("hdfs"), templates=("Served block blk_<*> to <*>",), learn=False)
+    header = "081109 203615 148 INFO dfs.DataNode$DataXceiver: "
+    for i in range(200):  # never the same twice: paused after the first 128
+        parser.parse(f"{header}Served block blk_{i} to /10.0.0.{i}", i + 1)
+    assert parser.sizes().contents == 0
+    for i in range(200, 1200):  # the same line over and over: remembered once probed again
+        assert parser.parse(f"{header}Served block blk_7 to /10.0.0.1", i + 1).template_id == 0
+    assert parser.sizes().contents == 1
