@@ -57,6 +57,9 @@ class TimeKind(str, Enum):
     NONE = "none"  # no timestamp: arrival order (the wall clock when read), no time gaps
 
 
+LINE_WINDOW, TIME_WINDOW = "lines:", "time:"  # session ids of fixed windows, then the index
+
+
 @dataclass(frozen=True)
 class SessionRule:
     """Which sessions a parsed line belongs to (each id once, in order of appearance)."""
@@ -76,10 +79,19 @@ class SessionRule:
         if self.otherwise:
             return [_fill(self.otherwise, line.header)]
         if self.window_lines:
-            return [f"lines:{(line.line_no - 1) // self.window_lines}"]
+            return [f"{LINE_WINDOW}{(line.line_no - 1) // self.window_lines}"]
         if self.window_seconds and when is not None:
-            return [f"time:{int(when // self.window_seconds)}"]
+            return [f"{TIME_WINDOW}{int(when // self.window_seconds)}"]
         return []
+
+    def window_index(self, session: str) -> int | None:
+        """Which window a session id names (windows follow each other in this order), or
+        None for a session of ids or header fields."""
+        if (self.window_lines and session.startswith(LINE_WINDOW)) or (
+            self.window_seconds and session.startswith(TIME_WINDOW)
+        ):
+            return int(session.partition(":")[2])
+        return None
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::([^}]*))?\}")

@@ -123,6 +123,10 @@ class StreamEngine:
         # they raise; and per session the templates alerted so far (one alert per template).
         self._unknown: dict[tuple[str, int], KeyRef] = {}
         self._alerted: dict[str, set[str]] = {}
+        # The fixed window (of lines or time) lines go to now: a later one closes it at once,
+        # no need to wait for it to go idle. A line of an earlier window (a late timestamp)
+        # closes nothing.
+        self._window: tuple[int, str] | None = None
         self.stages = StageClock()
         self.detector: StreamingDetector | SessionDetector = (
             SessionDetector(diagnose, max_delay_s=config.max_delay_s, clock=self.stages)
@@ -190,6 +194,8 @@ class StreamEngine:
         live = [s for s in sessions if not self._replayed(s, record.line_no)]
         novel = self.novel.ref(parsed.content) if key == UNKNOWN and live else None
         with self.stages.stage(SESSIONS):
+            if live:
+                self._next_window(live[0])
             for session in live:
                 if novel is not None:
                     self._unknown[(session, record.line_no)] = novel
@@ -286,6 +292,17 @@ class StreamEngine:
             return False
         self.summary.replayed_lines += 1
         return True
+
+    def _next_window(self, session: str) -> None:
+        index = self.format.sessions.window_index(session)
+        if index is None:
+            return
+        if self._window is not None and index > self._window[0]:
+            previous = self._window[1]
+            if previous in self.table:
+                self._close(self.table.pop(previous), CloseCause.WINDOW_END)
+        if self._window is None or index > self._window[0]:
+            self._window = (index, session)
 
     def _push(self, session: str, key: int, record: Record, clock_before: float, now: float):
         carried = self._carried.pop(session, None) if self._carried else None

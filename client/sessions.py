@@ -28,6 +28,7 @@ class CloseCause(str, Enum):
     MAX_LENGTH = "max_length"  # --max-session-keys keys: checked in parts
     EVICTED = "evicted"  # --max-open-sessions reached: the least recently active closes early
     STREAM_END = "stream_end"  # the input ended
+    WINDOW_END = "window_end"  # a fixed window of lines or time: the next one began
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from client.formats import builtin
+from client.formats import SessionRule, builtin
 from client.ops.workload import WorkloadConfig, generate_workload
 from client.pipeline import StreamConfig, detect_stream
 from client.sessions import CloseCause
@@ -112,6 +112,25 @@ def test_sessions_close_at_their_end_rule_when_idle_and_early_when_too_many_are_
     assert bounded.closed[CloseCause.EVICTED] > 0  # the least recently active, counted
     assert len(crowded) == bounded.sessions == sum(bounded.closed.values())
     assert len(baseline) == WORKLOAD.blocks  # with the format's idle time: one per block
+
+
+def test_a_fixed_window_of_lines_closes_when_the_next_begins_not_when_it_goes_idle(
+    workload_model, workload
+):
+    windows = replace(builtin("hdfs"), sessions=SessionRule(window_lines=500))
+    verdicts = []
+    summary = detect_stream(
+        workload.lines,
+        workload_model,
+        lambda a: None,
+        log_format=windows,
+        on_verdict=verdicts.append,
+        config=StreamConfig(session_idle_s=10**9),  # never idle: only the next window closes one
+    )
+    count = -(-len(workload.lines) // 500)
+    assert [v.session for v in verdicts] == [f"lines:{i}" for i in range(count)]
+    assert summary.closed == {CloseCause.WINDOW_END: count - 1, CloseCause.STREAM_END: 1}
+    assert all(v.last_line <= 500 * (i + 1) for i, v in enumerate(verdicts))
 
 
 def test_a_long_session_is_checked_in_parts_that_continue_its_windows(workload_model, workload):
