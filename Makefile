@@ -51,7 +51,12 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, onnxruntime, tritonclient.grpc, pytriton, prometheus_client"
 	touch $@
 
-setup: $(STAMP)
+# kustomize renders the Kubernetes manifests in the tests (a pinned, hash-checked binary).
+KUSTOMIZE := $(BIN)/kustomize
+$(KUSTOMIZE): | $(STAMP)
+	$(PY) -m server_config.fetch_tool kustomize $@
+
+setup: $(STAMP) $(KUSTOMIZE)
 
 # perf_analyzer ships in the tritonclient wheel (already installed) and links Debian's libb64
 # and CUDA's runtime library (a PyPI wheel; no GPU needed to load it).

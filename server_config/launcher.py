@@ -45,6 +45,13 @@ class ServerStartError(RuntimeError):
     """tritonserver did not become ready; the message carries its last log lines."""
 
 
+class PortsTaken(ServerStartError):
+    """A port the server was to listen on belongs to another process."""
+
+
+PORT_ATTEMPTS = 3  # ports picked here are picked again when another process took one meanwhile
+
+
 # The header that carries the admin key (client/triton_client.py sends the same one).
 ADMIN_KEY_HEADER = "admin-key"
 # What the admin key guards: loading/unloading models and the repository index, and the
@@ -255,6 +262,7 @@ class TritonServer:
     ) -> None:
         self.repository = Path(repository).resolve()
         self.ports = ports or ServerPorts(*free_ports(3))
+        self._picked_ports = ports is None  # ours to pick again if taken; a user's are not
         self.security = security or ServerSecurity()
         self.load_models = load_models
         self.startup_timeout = startup_timeout
@@ -301,12 +309,24 @@ class TritonServer:
         return args
 
     def start(self) -> TritonServer:
+        """Start and wait until ready. Ports picked here (none given) that another process
+        takes between the pick and the bind are picked again."""
+        for attempt in range(PORT_ATTEMPTS if self._picked_ports else 1):
+            try:
+                return self._start()
+            except PortsTaken:
+                if not self._picked_ports or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.ports = ServerPorts(*free_ports(3))
+        raise AssertionError("unreachable")
+
+    def _start(self) -> TritonServer:
         if not self.repository.is_dir():
             raise ServerStartError(f"model repository {self.repository} does not exist")
         self.reap()
         taken = taken_ports(self.ports)
         if taken:
-            raise ServerStartError(
+            raise PortsTaken(
                 f"{', '.join(taken)} on 127.0.0.1 already in use (another server?): "
                 "choose others (make serve GRPC_PORT=... HTTP_PORT=... METRICS_PORT=...)"
             )
@@ -355,7 +375,7 @@ class TritonServer:
         missing = wanted - listening_ports(self.process.pid)
         if missing:
             self.stop()
-            raise ServerStartError(
+            raise PortsTaken(
                 f"port(s) {', '.join(map(str, sorted(missing)))} answered, but not by the "
                 f"tritonserver started here (pid {self.pid}): another process took them"
             )

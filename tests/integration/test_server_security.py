@@ -112,6 +112,20 @@ def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path):
     assert "\n" not in message and not server.is_running()
 
 
+def test_ports_picked_by_the_launcher_are_picked_again_when_another_process_took_one(tmp_path):
+    server = TritonServer(tmp_path)
+    taken = server.ports.grpc
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        server.start()  # no error: the ports were the launcher's to choose
+        try:
+            assert server.is_running()
+            assert taken not in (server.ports.http, server.ports.grpc, server.ports.metrics)
+        finally:
+            server.stop()
+
+
 def test_a_server_killed_with_sigkill_leaves_no_backend_stub_and_no_shared_memory(
     meta_repository,
 ):

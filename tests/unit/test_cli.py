@@ -23,6 +23,7 @@ def test_every_command_parses_and_has_a_handler():
         "retrain",
         "rollback",
         "parse",
+        "train-asgnet",
     }
     fb = parser.parse_args(["feedback", "confirm", "abc123", "--label", "truncated"])
     assert (fb.action, fb.alert_id, fb.label) == ("confirm", "abc123", "truncated")
