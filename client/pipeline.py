@@ -295,14 +295,11 @@ class StreamEngine:
 
     def _next_window(self, session: str) -> None:
         index = self.format.sessions.window_index(session)
-        if index is None:
+        if index is None or (self._window is not None and index <= self._window[0]):
             return
-        if self._window is not None and index > self._window[0]:
-            previous = self._window[1]
-            if previous in self.table:
-                self._close(self.table.pop(previous), CloseCause.WINDOW_END)
-        if self._window is None or index > self._window[0]:
-            self._window = (index, session)
+        if self._window is not None and self._window[1] in self.table:
+            self._close(self.table.pop(self._window[1]), CloseCause.WINDOW_END)
+        self._window = (index, session)
 
     def _push(self, session: str, key: int, record: Record, clock_before: float, now: float):
         carried = self._carried.pop(session, None) if self._carried else None

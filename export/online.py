@@ -72,8 +72,9 @@ def online_update(
     fx, fy = windows_of_sessions(feedback, window, end_marker)
     rng = np.random.default_rng(config.seed)
     weight = weight_of(len(fx), len(replay_windows), config.feedback_weight)
-    epochs = min(config.epochs * (config.feedback_weight // weight), config.max_epochs)
-    epochs = max(epochs, config.epochs)
+    epochs = max(
+        config.epochs, min(config.epochs * (config.feedback_weight // weight), config.max_epochs)
+    )
     x = np.concatenate([np.repeat(fx, weight, axis=0), replay_windows])
     y = np.concatenate([np.repeat(fy, weight), replay_keys])
     updated = copy.deepcopy(model)

@@ -311,14 +311,15 @@ class TritonServer:
     def start(self) -> TritonServer:
         """Start and wait until ready. Ports picked here (none given) that another process
         takes between the pick and the bind are picked again."""
-        for attempt in range(PORT_ATTEMPTS if self._picked_ports else 1):
+        attempt = 1
+        while True:
             try:
                 return self._start()
             except PortsTaken:
-                if not self._picked_ports or attempt == PORT_ATTEMPTS - 1:
+                if not self._picked_ports or attempt == PORT_ATTEMPTS:
                     raise
+                attempt += 1
                 self.ports = ServerPorts(*free_ports(3))
-        raise AssertionError("unreachable")
 
     def _start(self) -> TritonServer:
         if not self.repository.is_dir():

@@ -104,16 +104,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _learnt_log(args: argparse.Namespace):
+    """The training log read with its format and its templates learnt (refused in one line
+    when it yields too few sessions): ``(format, lines, corpus)``."""
     from client.formats import load_format
-    from client.ops.training import (
-        learn_corpus,
-        require_sessions,
-        train_and_publish,
-        train_and_publish_params,
-    )
-    from export.deeplog_keys import KeyModelConfig
-    from export.deeplog_params import ParamModelConfig
+    from client.ops.training import learn_corpus, require_sessions
 
     if not args.log.is_file():
         raise FileNotFoundError(f"no log file {args.log}")
@@ -122,6 +117,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     corpus = learn_corpus(lines, log_format)
     print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
     require_sessions(corpus, lines, log_format, str(args.log))
+    return log_format, lines, corpus
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from client.ops.training import train_and_publish, train_and_publish_params
+    from export.deeplog_keys import KeyModelConfig
+    from export.deeplog_params import ParamModelConfig
+
+    _, _, corpus = _learnt_log(args)
     keys = train_and_publish(
         corpus.sessions,
         corpus.vocabulary,
@@ -148,25 +152,13 @@ def cmd_train_asgnet(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from client.formats import load_format
     from client.ops.demo import DemoConfig
     from client.ops.labels import classes_of, read_labels, require_classes, session_labels
-    from client.ops.training import (
-        labelled_units,
-        learn_corpus,
-        require_sessions,
-        train_and_publish_asgnet,
-    )
+    from client.ops.training import labelled_units, train_and_publish_asgnet
     from export.asgnet import stratified_split
 
-    if not args.log.is_file():
-        raise FileNotFoundError(f"no log file {args.log}")
-    log_format = load_format(args.log_format)
-    labels = read_labels(args.labels)
-    lines = args.log.read_bytes().splitlines()
-    corpus = learn_corpus(lines, log_format)
-    print(f"{args.log}: {corpus.stats.summary()}; {len(corpus.vocabulary.names)} templates")
-    require_sessions(corpus, lines, log_format, str(args.log))
+    labels = read_labels(args.labels)  # before the long part: a bad file fails at once
+    log_format, lines, corpus = _learnt_log(args)
     by_session = session_labels(labels, lines, log_format)
     classes = classes_of(by_session)
     units = labelled_units(lines, by_session, classes, corpus.vocabulary, log_format)

@@ -70,7 +70,7 @@ def session_labels(labels: Labels, lines: Sequence[bytes], log_format: LogFormat
     """Session id -> class for the sessions that are not normal."""
     if labels.kind is Labelled.SESSION:
         return dict(labels.values)
-    parser = LogParser(log_format, learn=True)
+    parser = LogParser(log_format, learn=False)  # the header and sessions are what count
     found: dict[str, str] = {}
     for line_no, raw in enumerate(lines, start=1):
         label = labels.values.get(str(line_no))

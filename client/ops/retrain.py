@@ -181,7 +181,11 @@ def retrain_keys(
         return check_model(model, top_g, *check, normal, anomalies, fed_back, traffic)
 
     before = judge(current.model, as_fed_back, meta.top_g)
-    start = grown_key_model(current.model, current.config, vocabulary.size)
+    start = (
+        grown_key_model(current.model, current.config, vocabulary.size)
+        if templates
+        else current.model
+    )
     updated, report = online_update(
         start,
         feedback,
