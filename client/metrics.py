@@ -29,6 +29,7 @@ class Watched:
 
     engine: object  # client.pipeline.StreamEngine (not imported: it imports this module's users)
     lag_bytes: Callable[[], int]
+    worker: object | None = None  # client.bus_worker.BusWorker, on a log bus
 
 
 class _EngineCollector(Collector):
@@ -79,11 +80,41 @@ class _EngineCollector(Collector):
             "Bytes of the followed file not read yet",
             value=self.watched.lag_bytes(),
         )
+        if self.watched.worker is not None:
+            yield from _worker_metrics(self.watched.worker)
         yield GaugeMetricFamily(
             "logad_stream_clock_seconds",
             "The stream's clock (event time of the latest line), seconds since the epoch",
             value=max(engine.clock.event_time, 0.0),
         )
+
+
+def _worker_metrics(worker) -> list:
+    stats = worker.stats
+    return [
+        GaugeMetricFamily(
+            "logad_bus_lag_messages",
+            "Messages of this worker's partitions not delivered to it yet",
+            value=worker.lag_messages(),
+        ),
+        GaugeMetricFamily(
+            "logad_bus_partitions", "Partitions this worker holds", value=len(worker.partitions)
+        ),
+        GaugeMetricFamily(
+            "logad_bus_held_messages",
+            "Messages delivered, waiting for their sessions' verdicts before they are acked",
+            value=worker.held,
+        ),
+        CounterMetricFamily(
+            "logad_bus_messages", "Messages taken from the bus", value=stats.messages
+        ),
+        CounterMetricFamily(
+            "logad_bus_redelivered",
+            "Messages that came again (another worker's, or an expired wait)",
+            value=stats.redelivered,
+        ),
+        CounterMetricFamily("logad_bus_acked", "Messages acknowledged", value=stats.acked),
+    ]
 
 
 class DetectionMetrics:
@@ -103,8 +134,10 @@ class DetectionMetrics:
     def observe(self, model: str, seconds: float) -> None:
         self._latency.labels(model).observe(seconds)
 
-    def watch(self, engine: object, lag_bytes: Callable[[], int]) -> None:
-        self.registry.register(_EngineCollector(Watched(engine, lag_bytes)))
+    def watch(
+        self, engine: object, lag_bytes: Callable[[], int], worker: object | None = None
+    ) -> None:
+        self.registry.register(_EngineCollector(Watched(engine, lag_bytes, worker)))
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve /metrics; returns the port (``port=0``: one the OS picked)."""

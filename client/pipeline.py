@@ -163,8 +163,11 @@ class StreamEngine:
 
     # -- the stream --------------------------------------------------------------------------
 
-    def feed(self, record: Record) -> None:
-        """One line of the stream."""
+    def feed(self, record: Record, sessions: list[str] | None = None) -> list[str]:
+        """One line of the stream; returns the sessions it went into (none: it was malformed,
+        named no session, or belongs to a session finished before a resume). ``sessions``,
+        where given, are the line's sessions as a log bus's publisher placed it (the windows
+        of a bus's lines are the publisher's), instead of what the format reads from it."""
         self._line = record.line_no
         if record.file != self._file:  # the first line, or of a file that replaced the last
             self._file, self._file_start = record.file, (record.line_no, self.clock.now())
@@ -176,19 +179,20 @@ class StreamEngine:
             )
         if parsed is None:
             self._after_line()
-            return
+            return []
         try:
             when = self.format.clock(parsed.header)
         except (ValueError, KeyError, OverflowError):
             # It parsed, but a line at no time cannot be placed.
             self.parser.stats.retract(record.line_no, BAD_TIME, parsed.template_id < 0)
             self._after_line()
-            return
+            return []
         clock_before = self.clock.now()
         self.clock.observe(when)
         now = self.clock.now()
         key = FIRST_KEY + parsed.template_id if parsed.template_id >= 0 else UNKNOWN
-        sessions = self.format.sessions(parsed, when)
+        if sessions is None:
+            sessions = self.format.sessions(parsed, when)
         if not sessions:
             self.summary.lines_without_session += 1
         live = [s for s in sessions if not self._replayed(s, record.line_no)]
@@ -208,6 +212,7 @@ class StreamEngine:
                 alerts = self.params.push(first, key, parsed.params, gap_clock, record.line_no)
             self._emit(alerts)
         self._after_line()
+        return live
 
     def tick(self) -> None:
         """Time passes with no new line (a followed file waiting): close sessions that went

@@ -26,6 +26,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from client.replicas import Replica, Replicas
 from export.contract.errors import VersionMismatch
 from export.contract.specs import MODEL_META
 
@@ -129,8 +130,13 @@ class InferResult:
 
 
 class TritonClient:
-    """``observe(model, seconds)``, where given, is told how long each answered request took
-    (the client's request-latency metric)."""
+    """A client of one Triton server or of several replicas of it (``client/replicas.py``).
+
+    ``observe(model, seconds)``, where given, is told how long each answered request took
+    (the client's request-latency metric). Requests and reads go to one replica at a time,
+    failing over to the next on an outage; loading and unloading go to every replica, so they
+    all serve the same versions, and ``ready_versions`` names what every one of them has ready.
+    """
 
     def __init__(
         self,
@@ -145,35 +151,74 @@ class TritonClient:
         self.timeout_s = timeout_s
         self.observe = observe
         self.security = security or ClientSecurity()
-        self._client = grpcclient.InferenceServerClient(url=url, **self.security.grpc_options())
+        options = self.security.grpc_options()
+        self.replicas = Replicas(
+            url, lambda address: grpcclient.InferenceServerClient(url=address, **options)
+        )
         self.retries = 0  # how many times a call was retried, for reporting
         self._answered: set[str] = set()  # models that answered: "not loaded" means restarting
 
-    def _call(self, what: str, fn, *args, model: str | None = None, **kwargs):
+    def _call(self, what: str, fn: Callable[[Any], Any], model: str | None = None):
+        """``fn(grpc_client)`` on one replica; on an outage at once on the next, and when
+        none answers, again after a backoff delay, until the retry budget is spent."""
         last: Exception | None = None
         started = time.monotonic()
         for delay in [*self.retry.delays(), None]:
-            try:
-                return fn(*args, **kwargs)
-            except InferenceServerException as exc:
-                if RESTRICTED_MESSAGE in (exc.message() or ""):
-                    raise Restricted(
-                        f"{what}: the server keeps this to its operators; give the admin key "
-                        "(--admin-key-file)"
-                        + (" (the one given was refused)" if self.security.admin_key else "")
-                    ) from exc
-                if not self._retryable(exc, model):
-                    raise InferenceError(f"{what}: {exc.message()}") from exc
-                last = exc
+            for turn, replica in enumerate(self.replicas.rotation()):
+                try:
+                    return fn(replica.client)
+                except InferenceServerException as exc:
+                    self._refuse(what, exc, replica.client, model)
+                    self.replicas.set_aside(replica)
+                    self.replicas.failovers += turn == 0
+                    last = exc
             if delay is not None:
                 self.retries += 1
                 time.sleep(delay)
+                self.replicas.refresh(force=True)
         raise ServerUnavailable(
             f"{what}: Triton at {self.url} unavailable for {time.monotonic() - started:.0f} s "
             f"(--retry-for {self.retry.retry_for_s:g}): {last}"
         )
 
-    def _retryable(self, exc: InferenceServerException, model: str | None) -> bool:
+    def _call_each(self, what: str, fn: Callable[[Any], Any]) -> None:
+        """``fn(grpc_client)`` on every replica in turn; the first that refuses (or stays
+        unreachable) stops it, named in the error."""
+        for replica in self.replicas.all():
+            self._on_replica(f"{what} on {replica.address}", replica, fn)
+
+    def _on_replica(self, what: str, replica: Replica, fn: Callable[[Any], Any]) -> Any:
+        """``fn(grpc_client)`` on this replica alone, retried through its own outage."""
+        started = time.monotonic()
+        last: Exception | None = None
+        for delay in [*self.retry.delays(), None]:
+            try:
+                return fn(replica.client)
+            except InferenceServerException as exc:
+                self._refuse(what, exc, replica.client, None)
+                last = exc
+            if delay is not None:
+                self.retries += 1
+                time.sleep(delay)
+        raise ServerUnavailable(
+            f"{what}: unavailable for {time.monotonic() - started:.0f} s "
+            f"(--retry-for {self.retry.retry_for_s:g}): {last}"
+        )
+
+    def _refuse(
+        self, what: str, exc: InferenceServerException, client: Any, model: str | None
+    ) -> None:
+        """Raise what retrying will not fix; return for an outage."""
+        if RESTRICTED_MESSAGE in (exc.message() or ""):
+            raise Restricted(
+                f"{what}: the server keeps this to its operators; give the admin key "
+                "(--admin-key-file)"
+                + (" (the one given was refused)" if self.security.admin_key else "")
+            ) from exc
+        if not self._retryable(exc, client, model):
+            raise InferenceError(f"{what}: {exc.message()}") from exc
+
+    def _retryable(self, exc: InferenceServerException, client: Any, model: str | None) -> bool:
         if str(exc.status()) in RETRYABLE:
             return True
         message = (exc.message() or "").lower()
@@ -183,46 +228,68 @@ class TritonClient:
         # it yet (wait for it), unless the server serves it and the request named a version
         # it does not have (an error of the caller's).
         try:
-            return not self._client.is_model_ready(model)
+            return not client.is_model_ready(model)
         except InferenceServerException:
             return True
 
     def is_ready(self) -> bool:
-        try:
-            return self._client.is_server_ready()
-        except InferenceServerException:
-            return False
+        """Whether some replica is ready to serve."""
+        for replica in self.replicas.all():
+            try:
+                if replica.client.is_server_ready():
+                    return True
+            except InferenceServerException:
+                continue
+        return False
 
     def load_model(self, model: str, config: str | None = None) -> None:
-        """Load (or reload) ``model``; ``config`` (JSON) overrides its config.pbtxt for this
-        load, e.g. to serve only some of its versions."""
+        """Load (or reload) ``model`` on every replica; ``config`` (JSON) overrides its
+        config.pbtxt for this load, e.g. to serve only some of its versions."""
         headers = self.security.admin_headers()
-        self._call(f"load {model}", self._client.load_model, model, headers=headers, config=config)
+        self._call_each(
+            f"load {model}", lambda c: c.load_model(model, headers=headers, config=config)
+        )
 
     def unload_model(self, model: str) -> None:
         headers = self.security.admin_headers()
-        self._call(f"unload {model}", self._client.unload_model, model, headers=headers)
+        self._call_each(f"unload {model}", lambda c: c.unload_model(model, headers=headers))
 
     def ready_versions(self, model: str) -> list[int]:
-        """Versions of ``model`` the server has loaded and ready, ascending."""
+        """Versions of ``model`` every replica has loaded and ready, ascending."""
         return self.ready_versions_of([model])[model]
 
     def ready_versions_of(self, models: Sequence[str]) -> dict[str, list[int]]:
-        """Each model's ready versions, ascending, from one look at the repository index."""
-        return {model: self._ready_versions(model) for model in models}
+        """Each model's versions ready on every replica, ascending."""
+        each = self.ready_versions_each(models)
+        return {
+            model: sorted(set.intersection(*(set(r[model]) for r in each.values()))) if each else []
+            for model in models
+        }
 
-    def _ready_versions(self, model: str) -> list[int]:
-        # Metadata names the versions the server has; readiness confirms each (both open to
-        # any client, unlike the repository index). An unknown model has none.
-        try:
-            meta = self._call(f"metadata of {model}", self._client.get_model_metadata, model)
-        except InferenceError:
-            return []
-        ready = self._call(f"readiness of {model}", self._ready_flags, model, list(meta.versions))
-        return sorted(int(v) for v, is_ready in zip(meta.versions, ready, strict=True) if is_ready)
-
-    def _ready_flags(self, model: str, versions: list[str]) -> list[bool]:
-        return [self._client.is_model_ready(model, v) for v in versions]
+    def ready_versions_each(self, models: Sequence[str]) -> dict[str, dict[str, list[int]]]:
+        """Replica address -> model -> its ready versions, ascending, of every replica that
+        answers (one that is down is left out while another answers: it serves nothing)."""
+        last: Exception | None = None
+        started = time.monotonic()
+        for delay in [*self.retry.delays(), None]:
+            found = {}
+            for replica in self.replicas.all():
+                try:
+                    found[replica.address] = {m: _ready_versions(replica.client, m) for m in models}
+                except InferenceServerException as exc:
+                    self._refuse(f"readiness on {replica.address}", exc, replica.client, None)
+                    self.replicas.set_aside(replica)
+                    last = exc
+            if found:
+                return found
+            if delay is not None:
+                self.retries += 1
+                time.sleep(delay)
+                self.replicas.refresh(force=True)
+        raise ServerUnavailable(
+            f"readiness: Triton at {self.url} unavailable for "
+            f"{time.monotonic() - started:.0f} s (--retry-for {self.retry.retry_for_s:g}): {last}"
+        )
 
     def infer(
         self,
@@ -234,15 +301,17 @@ class TritonClient:
         """One request; ``version`` pins it, so the answer comes from that version or not at all."""
         requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
         started = time.perf_counter()
+        tensors = _tensors(inputs)
         result = self._call(
             f"infer {model}",
-            self._client.infer,
-            model,
-            _tensors(inputs),
+            lambda c: c.infer(
+                model,
+                tensors,
+                model_version="" if version is None else str(version),
+                outputs=requested,
+                client_timeout=self.timeout_s,
+            ),
             model=model,
-            model_version="" if version is None else str(version),
-            outputs=requested,
-            client_timeout=self.timeout_s,
         )
         self._answered.add(model)
         if self.observe is not None:
@@ -261,13 +330,14 @@ class TritonClient:
         outputs: Sequence[str],
         on_done: Callable[[str | None], None],
     ) -> None:
-        """Send one request and return at once; ``on_done`` gets None or the error, on a gRPC
-        thread. Never retried: the load test counts failures instead of hiding them."""
+        """Send one request (to the next replica in turn) and return at once; ``on_done`` gets
+        None or the error, on a gRPC thread. Never retried: the load test counts failures
+        instead of hiding them."""
 
         def answered(result: object, error: InferenceServerException | None) -> None:
             on_done(None if error is None else f"{error.status()}: {error.message()}")
 
-        self._client.async_infer(
+        self.replicas.rotation()[0].client.async_infer(
             model,
             _tensors(inputs),
             callback=answered,
@@ -337,7 +407,26 @@ class TritonClient:
         return chosen
 
     def close(self) -> None:
-        self._client.close()
+        self.replicas.close()
+
+    def __enter__(self) -> TritonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ready_versions(client: Any, model: str) -> list[int]:
+    """One server's ready versions of ``model``, ascending. Metadata names the versions it
+    has; readiness confirms each (both open to any client, unlike the repository index). An
+    unknown model has none."""
+    try:
+        meta = client.get_model_metadata(model)
+    except InferenceServerException as exc:
+        if str(exc.status()) in RETRYABLE:
+            raise
+        return []
+    return sorted(int(v) for v in meta.versions if client.is_model_ready(model, v))
 
 
 def _refuse_unjudged(model: str, outputs: Mapping[str, np.ndarray]) -> None:

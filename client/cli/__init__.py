@@ -1,9 +1,9 @@
 """Command line: ``python -m client <command>`` (also installed as ``logad``).
 
 Commands are thin: they parse arguments and call one function, found in a table. The runtime
-commands (``detect``, ``feedback``, ``parse``) need no torch; the operations (``demo``, ``train``,
-``retrain``, ``rollback``) import what they need when they run. The evaluations are
-``python -m benchmarks``'s.
+commands (``detect``, ``feedback``, ``parse``, ``publish``) need no torch; the operations
+(``demo``, ``train``, ``retrain``, ``rollback``) import what they need when they run.
+The evaluations are ``python -m benchmarks``'s.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ import sys
 from collections.abc import Callable
 
 from client.checkpoint import CheckpointError
-from client.cli import detect, feedback, ops, parse
+from client.cli import detect, feedback, ops, parse, publish
 from client.cli.args import BadArguments
 from client.feedback import FeedbackError, StoreError
 from client.formats import FormatError
+from client.log_bus import BusError
 from client.metrics import MetricsError
 from client.ops.errors import LabelsError, NotEnoughData, RetrainError
+from client.replicas import BadAddress
 from client.triton_client import InferenceError, NotServed, ServerUnavailable
 from export.contract.errors import VersionMismatch
 from export.hdfs_data import DataMissing
 from server_config.launcher import ServerStartError
 
-GROUPS = (detect, feedback, ops, parse)
+GROUPS = (detect, feedback, ops, parse, publish)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: command for group in GROUPS for name, command in group.COMMANDS.items()
 }
@@ -46,6 +48,8 @@ USER_ERRORS = (
     VersionMismatch,
     CheckpointError,
     MetricsError,
+    BusError,
+    BadAddress,
 )
 
 

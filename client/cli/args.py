@@ -71,7 +71,12 @@ def add_format_argument(parser: argparse.ArgumentParser, default: str | None) ->
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """--url and how to reach a server that speaks TLS or restricts its repository API."""
-    parser.add_argument("--url", default=DEFAULT_URL, help="Triton's gRPC host:port")
+    parser.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="Triton's gRPC host:port; replicas as host:port,host:port or dns:///NAME:PORT "
+        "(every address the name resolves to, as a Kubernetes headless Service gives)",
+    )
     group = parser.add_argument_group("server security")
     group.add_argument("--tls-ca", type=Path, help="TLS: the CA (PEM) the server's cert is from")
     group.add_argument("--tls-cert", type=Path, help="mutual TLS: this client's certificate")

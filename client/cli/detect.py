@@ -15,6 +15,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from client.bus_worker import WorkerConfig
 from client.cli.args import (
     add_format_argument,
     add_server_arguments,
@@ -24,6 +25,7 @@ from client.cli.args import (
     positive,
     program,
 )
+from client.log_bus import DEFAULT_PARTITIONS
 from client.pipeline import StreamConfig
 
 DEFAULT_METRICS_PORT = 9108
@@ -35,7 +37,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="check a log against a running server; alerts as JSON lines",
         description=__doc__,
     )
-    detect.add_argument("log", help="a log file, or - for standard input")
+    detect.add_argument("log", nargs="?", help="a log file, or - for standard input")
+    detect.add_argument(
+        "--source",
+        metavar="nats://HOST:PORT[/STREAM]",
+        help="run as a worker on a log bus (NATS JetStream) instead of reading a file: "
+        "partitions shared with the other workers, lines acknowledged once verdicted, "
+        "findings also published to STREAM.alerts and STREAM.verdicts",
+    )
     detect.add_argument(
         "--follow", action="store_true", help="keep reading as the file grows (as tail -F)"
     )
@@ -114,6 +123,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ops.add_argument(
         "--poll", type=positive(float), default=0.05, help="--follow: seconds between looks"
     )
+    bus = detect.add_argument_group("log bus (--source)")
+    worker = WorkerConfig()
+    bus.add_argument(
+        "--ack-wait",
+        type=positive(float),
+        default=worker.ack_wait_s,
+        help="seconds before an unacknowledged line is redelivered "
+        f"(default {worker.ack_wait_s:g})",
+    )
+    bus.add_argument(
+        "--lease",
+        type=positive(float),
+        default=worker.lease_s,
+        help="seconds a silent worker keeps its partitions before others take them over "
+        f"(default {worker.lease_s:g})",
+    )
+    bus.add_argument(
+        "--partitions",
+        type=positive(int),
+        default=DEFAULT_PARTITIONS,
+        help=f"partitions of a bus this worker creates (default {DEFAULT_PARTITIONS})",
+    )
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -127,12 +158,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from client.triton_client import RetryPolicy, TritonClient
     from export.contract.specs import DEEPLOG_KEYS, PARAM_FORMATS
 
+    if (args.log is None) == (args.source is None):
+        return _usage("name a log file (or - for standard input), or a log bus with --source")
+    if args.source and (args.follow or args.checkpoint):
+        return _usage(
+            "a log bus is followed and resumed by the bus itself: no --follow, --checkpoint"
+        )
     stdin = args.log == "-"
     if stdin and (args.follow or args.checkpoint):
         return _usage("standard input can be neither followed nor resumed: name a file")
     if args.checkpoint and not args.alerts:
         return _usage("--checkpoint needs --alerts FILE: how a resumed run knows what it emitted")
-    log = None if stdin else Path(args.log)
+    log = None if stdin or args.source else Path(args.log)
     if log is not None and not args.follow and not log.is_file():
         raise FileNotFoundError(f"no log file {log}")
 
@@ -188,9 +225,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
         max_open_sessions=args.max_open_sessions,
         max_session_keys=args.max_session_keys,
         max_delay_s=args.max_delay,
-        follow=args.follow,
+        follow=args.follow or args.source is not None,  # a quiet bus: time still passes
         checkpoints=args.checkpoint is not None,
     )
+    if args.source:
+        return _work_on_bus(args, model, outputs, log_format, config, params, diagnose, metrics)
     engine = StreamEngine(model, outputs, log_format, config, params, diagnose, resume)
     source = _source(args, log, resume)
     metrics.watch(engine, source.lag_bytes)
@@ -242,6 +281,60 @@ def cmd_detect(args: argparse.Namespace) -> int:
         )
     stages = ", ".join(f"{name} {s:.2f} s" for name, s in summary.stages.items())
     _say(f"{summary.seconds:.2f} s in all ({stages}); {'input ended' if ended else 'stopped'}")
+    return 0
+
+
+def _work_on_bus(args, model, outputs, log_format, config, params, diagnose, metrics) -> int:
+    """``detect --source nats://...``: a worker on the log bus until SIGTERM or Ctrl-C."""
+    from client.bus_worker import BusOutputs, BusWorker
+    from client.log_bus import Bus, BusAddress, BusLayout
+    from client.pipeline import StreamEngine
+
+    address = BusAddress.parse(args.source)
+    bus = Bus(address)
+    layout = bus.ensure_streams(BusLayout(args.partitions, log_format.name, log_format.digest))
+    bus_outputs = BusOutputs(outputs)
+    engine = StreamEngine(model, bus_outputs, log_format, config, params, diagnose)
+    worker = BusWorker(
+        bus,
+        layout,
+        engine.feed,
+        engine.tick,
+        engine.drain,
+        bus_outputs,
+        WorkerConfig(ack_wait_s=args.ack_wait, lease_s=args.lease, poll_s=args.poll),
+        say=_say,
+    )
+    metrics.watch(engine, lambda: 0, worker)
+    metrics_port = args.metrics_port and metrics.serve(args.metrics_port, args.metrics_host)
+    _say(
+        f"worker {worker.config.worker_id} on {address.server}/{address.name} "
+        f"({layout.partitions} partitions, {layout.log_format}) with deeplog_keys "
+        f"v{model.meta.version}"
+        + (f" through log_anomaly with ASGNet v{diagnose.meta.version}" if diagnose else "")
+        + f" at {args.url}"
+        + (f"; metrics on {args.metrics_host}:{metrics_port}/metrics" if metrics_port else "")
+    )
+    stop = threading.Event()
+    previous = _stop_on_signals(stop)
+    try:
+        worker.run(stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        bus.close()
+        outputs.close()
+        metrics.close()
+        if outputs.recorder is not None:
+            outputs.recorder.store.close()
+    summary = engine.close_summary()
+    _say(summary.line())
+    stats = worker.stats
+    _say(
+        f"{stats.messages} messages ({stats.redelivered} redelivered), {stats.acked} "
+        f"acknowledged; {stats.findings_published} findings published "
+        f"({stats.findings_duplicate} already there); {worker.held} handed back; stopped"
+    )
     return 0
 
 

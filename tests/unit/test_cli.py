@@ -24,9 +24,25 @@ def test_every_command_parses_and_has_a_handler():
         "rollback",
         "parse",
         "train-asgnet",
+        "publish",
     }
+    bus = parser.parse_args(
+        ["detect", "--source", "nats://bus:4222/logs", "--url", "dns:///t:8001"]
+    )
+    assert (bus.log, bus.source, bus.url) == (None, "nats://bus:4222/logs", "dns:///t:8001")
     fb = parser.parse_args(["feedback", "confirm", "abc123", "--label", "truncated"])
     assert (fb.action, fb.alert_id, fb.label) == ("confirm", "abc123", "truncated")
+
+
+def test_a_bad_bus_or_server_address_is_a_one_line_error(tmp_path, capsys):
+    log = tmp_path / "x.log"
+    log.write_text("081109 203615 148 INFO dfs.DataNode: blk_1 ok\n")
+    assert main(["publish", "x.log", "--to", "http://bus:4222", "--format", "hdfs"]) == 1
+    assert "a log bus is nats://HOST:PORT" in capsys.readouterr().err
+    assert main(["detect", str(log), "--url", "http://triton:8001"]) == 1
+    assert "host:port" in capsys.readouterr().err
+    assert main(["detect", "x.log", "--source", "nats://bus:4222"]) == 2
+    assert "or a log bus with --source" in capsys.readouterr().err
 
 
 def test_rolling_back_a_model_that_does_not_exist_is_a_one_line_error(tmp_path, capsys):
