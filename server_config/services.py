@@ -172,6 +172,7 @@ class PrometheusServer(Service):
         )
         path = self.workdir / "prometheus.yml"
         path.write_text(text)
+        shutil.copyfile(PROMETHEUS_CONFIG.with_name("rules.yml"), self.workdir / "rules.yml")
         return path
 
     def command(self) -> list[str]:

@@ -10,19 +10,25 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 
 from client.formats import builtin
 from client.log_bus import Bus, BusAddress, BusLayout, LinePublisher, unpack
 from client.ops.workload import WorkloadConfig, generate_workload
 from client.pipeline import StreamConfig, detect_stream
 from client.sources import Record
-from server_config.services import NatsServer
+from server_config.launcher import free_ports
+from server_config.services import NatsServer, PrometheusServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+K8S = PROJECT_ROOT / "server_config" / "k8s"
+DASHBOARD = PROJECT_ROOT / "server_config" / "grafana" / "logad-dashboard.json"
 HDFS = builtin("hdfs")
 PARTITIONS = 6
 # Every line at one time: sessions then end only when the bus goes quiet (after --session-idle
@@ -186,3 +192,45 @@ def test_a_killed_worker_s_partitions_are_taken_over_and_no_verdict_is_lost(
     assert {v["session"]: (v["abnormal"], v["keys"]) for v in verdicts} == clean, errors[1]
     print(errors[1])
     assert "redelivered" in errors[1] and not re.search(r"\(0 redelivered\)", errors[1])
+
+
+def _query(prometheus: PrometheusServer, expr: str) -> list:
+    url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def test_prometheus_scrapes_triton_and_a_worker_and_has_every_series_the_hpa_and_dashboard_use(
+    nats, server, workload_model, tmp_path
+):
+    metrics_port = free_ports(1)[0]
+    watched = _worker(nats, server, workload_model, "watched", "--metrics-port", str(metrics_port))
+    targets = {
+        "triton": [f"127.0.0.1:{server.ports.metrics}"],
+        "workers": [f"127.0.0.1:{metrics_port}"],
+    }
+    with PrometheusServer(targets, tmp_path / "prometheus") as prometheus:
+        _publish(f"{nats.url}/watched", LOG)
+        adapter = yaml.safe_load(
+            yaml.safe_load((K8S / "prometheus-adapter-rules.yaml").read_text())["data"][
+                "config.yaml"
+            ]
+        )["rules"][0]["metricsQuery"]
+        hpa = adapter.replace("<<.LabelMatchers>>", 'job="triton"').replace(
+            "<<.GroupBy>>", "instance"
+        )
+        dashboard = json.loads(DASHBOARD.read_text())
+        wanted = {hpa: "the HPA's rule"} | {
+            t["expr"]: p["title"] for p in dashboard["panels"] for t in p["targets"]
+        }
+        missing = dict(wanted)
+        deadline = time.monotonic() + 90
+        while missing and time.monotonic() < deadline:
+            time.sleep(2)
+            missing = {e: w for e, w in missing.items() if not _query(prometheus, e)}
+        lag = _query(prometheus, "logad_bus_lag_messages")
+    _stop([watched])
+    assert not missing, f"no series for: {sorted(missing.values())}"
+    assert lag and lag[0]["metric"]["job"] == "logad-worker"
