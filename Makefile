@@ -19,7 +19,7 @@ SERVE_SECURITY = $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) \
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup bench-setup bench-follow bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback eval-new-templates clean
+.PHONY: help setup bench-setup bench-follow bench-scale bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback eval-new-templates clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -35,6 +35,9 @@ help:
 	@echo "                 parser vs Drain3; writes benchmarks/reports/ (about 10 min on 2 cores)"
 	@echo "make bench-follow detect --follow on 2M lines per path: lines/s, memory, alert latency,"
 	@echo "                 SIGKILL and resume, server restart; benchmarks/reports/follow.md"
+	@echo "make bench-scale 2 Triton replicas + NATS + workers: a replica and a worker SIGKILLed"
+	@echo "                 mid-stream, 10 version swaps under load, 1-3 workers;"
+	@echo "                 benchmarks/reports/scale.md"
 	@echo "make bench-parsers parser vs Drain3 on loghub's samples (GA, PA, lines/s), template"
 	@echo "                 memory on 5M lines; benchmarks/reports/parsers.md"
 	@echo "make loadtest    a sustained request rate against Triton for 2 min: achieved rate, errors,"
@@ -94,6 +97,11 @@ bench-parsers: bench-setup
 # SIGKILL-and-resume and a server restart (about 25 min on 2 cores).
 bench-follow: setup
 	$(PY) -m benchmarks follow $(FOLLOW_ARGS)
+
+# Scale-out: 2 replicas, NATS, workers as processes; replica and worker SIGKILLed mid-stream,
+# 10 version swaps under load, 1-3 workers (about 10 min on 2 cores).
+bench-scale: setup
+	$(PY) -m benchmarks scale
 
 # Against a server of its own unless LOADTEST_ARGS names one (--url 127.0.0.1:8001 --repository ..).
 loadtest: setup

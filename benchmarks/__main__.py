@@ -69,6 +69,13 @@ def cmd_follow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    from benchmarks.scale import run_scale
+
+    run_scale()
+    return 0
+
+
 def cmd_parsers(args: argparse.Namespace) -> int:
     from benchmarks.parser_report import run_parser_bench
 
@@ -191,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--lines", type=int, default=defaults.lines)
     follow.add_argument("--latency-seconds", type=float, default=defaults.latency_s)
 
+    commands.add_parser(
+        "scale",
+        help="2 Triton replicas, NATS and detect --source workers: faults, version swaps, "
+        "1-3 workers; benchmarks/reports/scale.md",
+    )
     parsing = commands.add_parser(
         "parsers", help="our parser against Drain3 on loghub's samples; template memory"
     )
@@ -263,6 +275,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "loadtest": cmd_loadtest,
     "follow": cmd_follow,
+    "scale": cmd_scale,
     "parsers": cmd_parsers,
     "evaluate-hdfs": cmd_evaluate_hdfs,
     "evaluate-feedback": cmd_evaluate_feedback,

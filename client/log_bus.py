@@ -258,6 +258,26 @@ class Bus:
             )
         return found
 
+    def messages(self, stream: str) -> list:
+        """Every message a stream holds now, oldest first (an ordered consumer of its own):
+        how a reader of the findings, or a test, sees what workers published."""
+        return self.run(self._messages(stream), timeout=None)
+
+    async def _messages(self, stream: str) -> list:
+        info = await self.js.stream_info(stream)
+        subjects = info.config.subjects or [">"]
+        got: list = []
+        for subject in subjects:
+            state = (await self.js.stream_info(stream, subjects_filter=subject)).state
+            count = sum((state.subjects or {}).values())
+            if not count:
+                continue
+            sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True)
+            for _ in range(count):
+                got.append(await sub.next_msg(timeout=10))
+            await sub.unsubscribe()
+        return sorted(got, key=lambda m: m.metadata.sequence.stream)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a broken connection: nothing left to save
             self.run(self.nc.drain(), timeout=10)

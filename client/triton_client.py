@@ -161,24 +161,36 @@ class TritonClient:
     def _call(self, what: str, fn: Callable[[Any], Any], model: str | None = None):
         """``fn(grpc_client)`` on one replica; on an outage at once on the next, and when
         none answers, again after a backoff delay, until the retry budget is spent."""
-        last: Exception | None = None
-        started = time.monotonic()
-        for delay in [*self.retry.delays(), None]:
+
+        def one_round() -> tuple[bool, Any]:
             for turn, replica in enumerate(self.replicas.rotation()):
                 try:
-                    return fn(replica.client)
+                    return True, fn(replica.client)
                 except InferenceServerException as exc:
                     self._refuse(what, exc, replica.client, model)
                     self.replicas.set_aside(replica)
                     self.replicas.failovers += turn == 0
-                    last = exc
+                    last[0] = exc
+            return False, None
+
+        last: list[Exception | None] = [None]
+        return self._rounds(what, one_round, last)
+
+    def _rounds(self, what: str, one_round: Callable[[], tuple[bool, Any]], last: list) -> Any:
+        """``one_round()`` (one pass over the replicas: (answered, result)) until one answers,
+        with backoff between rounds and the DNS name resolved again before each."""
+        started = time.monotonic()
+        for delay in [*self.retry.delays(), None]:
+            answered, result = one_round()
+            if answered:
+                return result
             if delay is not None:
                 self.retries += 1
                 time.sleep(delay)
                 self.replicas.refresh(force=True)
         raise ServerUnavailable(
             f"{what}: Triton at {self.url} unavailable for {time.monotonic() - started:.0f} s "
-            f"(--retry-for {self.retry.retry_for_s:g}): {last}"
+            f"(--retry-for {self.retry.retry_for_s:g}): {last[0]}"
         )
 
     def _call_each(self, what: str, fn: Callable[[Any], Any]) -> None:
@@ -269,9 +281,8 @@ class TritonClient:
     def ready_versions_each(self, models: Sequence[str]) -> dict[str, dict[str, list[int]]]:
         """Replica address -> model -> its ready versions, ascending, of every replica that
         answers (one that is down is left out while another answers: it serves nothing)."""
-        last: Exception | None = None
-        started = time.monotonic()
-        for delay in [*self.retry.delays(), None]:
+
+        def one_round() -> tuple[bool, Any]:
             found = {}
             for replica in self.replicas.all():
                 try:
@@ -279,17 +290,11 @@ class TritonClient:
                 except InferenceServerException as exc:
                     self._refuse(f"readiness on {replica.address}", exc, replica.client, None)
                     self.replicas.set_aside(replica)
-                    last = exc
-            if found:
-                return found
-            if delay is not None:
-                self.retries += 1
-                time.sleep(delay)
-                self.replicas.refresh(force=True)
-        raise ServerUnavailable(
-            f"readiness: Triton at {self.url} unavailable for "
-            f"{time.monotonic() - started:.0f} s (--retry-for {self.retry.retry_for_s:g}): {last}"
-        )
+                    last[0] = exc
+            return bool(found), found
+
+        last: list[Exception | None] = [None]
+        return self._rounds("readiness", one_round, last)
 
     def infer(
         self,

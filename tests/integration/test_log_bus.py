@@ -79,24 +79,11 @@ def _publish(url: str, lines: list[bytes]) -> None:
 
 
 def _stream_messages(url: str, stream: str) -> list:
-    """Every message of a stream, oldest first (an ordered consumer of our own)."""
     bus = Bus(BusAddress.parse(url))
-
-    async def read():
-        info = await bus.js.stream_info(stream)
-        got = []
-        if info.state.messages == 0:
-            return got
-        subjects = f"{stream.split('_')[0]}.>"  # the lines, or the findings of that bus
-        sub = await bus.js.subscribe(subjects, stream=stream, ordered_consumer=True)
-        while len(got) < info.state.messages:
-            got.append(await sub.next_msg(timeout=5))
-        await sub.unsubscribe()
-        return got
-
-    messages = bus.run(read())
-    bus.close()
-    return messages
+    try:
+        return bus.messages(stream)
+    finally:
+        bus.close()
 
 
 def _worker(nats: NatsServer, server, model, stream: str, *args: str) -> subprocess.Popen:
