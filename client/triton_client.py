@@ -163,6 +163,7 @@ class TritonClient:
         none answers, again after a backoff delay, until the retry budget is spent."""
 
         def one_round() -> tuple[bool, Any]:
+            outage = None
             for turn, replica in enumerate(self.replicas.rotation()):
                 try:
                     return True, fn(replica.client)
@@ -170,50 +171,41 @@ class TritonClient:
                     self._refuse(what, exc, replica.client, model)
                     self.replicas.set_aside(replica)
                     self.replicas.failovers += turn == 0
-                    last[0] = exc
-            return False, None
+                    outage = exc
+            return False, outage
 
-        last: list[Exception | None] = [None]
-        return self._rounds(what, one_round, last)
+        return self._rounds(f"{what}: Triton at {self.url}", one_round)
 
-    def _rounds(self, what: str, one_round: Callable[[], tuple[bool, Any]], last: list) -> Any:
-        """``one_round()`` (one pass over the replicas: (answered, result)) until one answers,
-        with backoff between rounds and the DNS name resolved again before each."""
+    def _call_each(self, what: str, fn: Callable[[Any], Any]) -> None:
+        """``fn(grpc_client)`` on every replica in turn, each retried through its own outage;
+        the first that refuses (or stays unreachable) stops it, named in the error."""
+        for replica in self.replicas.all():
+            where = f"{what} on {replica.address}"
+
+            def one_round(replica: Replica = replica, where: str = where) -> tuple[bool, Any]:
+                try:
+                    return True, fn(replica.client)
+                except InferenceServerException as exc:
+                    self._refuse(where, exc, replica.client, None)
+                    return False, exc
+
+            self._rounds(where, one_round)
+
+    def _rounds(self, what: str, one_round: Callable[[], tuple[bool, Any]]) -> Any:
+        """``one_round()`` (a pass over replicas: (True, result), or (False, the outage))
+        until it answers, with backoff between rounds and the DNS name resolved again."""
         started = time.monotonic()
+        last = None
         for delay in [*self.retry.delays(), None]:
-            answered, result = one_round()
+            answered, last = one_round()
             if answered:
-                return result
+                return last
             if delay is not None:
                 self.retries += 1
                 time.sleep(delay)
                 self.replicas.refresh(force=True)
         raise ServerUnavailable(
-            f"{what}: Triton at {self.url} unavailable for {time.monotonic() - started:.0f} s "
-            f"(--retry-for {self.retry.retry_for_s:g}): {last[0]}"
-        )
-
-    def _call_each(self, what: str, fn: Callable[[Any], Any]) -> None:
-        """``fn(grpc_client)`` on every replica in turn; the first that refuses (or stays
-        unreachable) stops it, named in the error."""
-        for replica in self.replicas.all():
-            self._on_replica(f"{what} on {replica.address}", replica, fn)
-
-    def _on_replica(self, what: str, replica: Replica, fn: Callable[[Any], Any]) -> Any:
-        """``fn(grpc_client)`` on this replica alone, retried through its own outage."""
-        started = time.monotonic()
-        last: Exception | None = None
-        for delay in [*self.retry.delays(), None]:
-            try:
-                return fn(replica.client)
-            except InferenceServerException as exc:
-                self._refuse(what, exc, replica.client, None)
-                last = exc
-            if delay is not None:
-                self.retries += 1
-                time.sleep(delay)
-        raise ServerUnavailable(
-            f"{what}: unavailable for {time.monotonic() - started:.0f} s "
+            f"{what} unavailable for {time.monotonic() - started:.0f} s "
             f"(--retry-for {self.retry.retry_for_s:g}): {last}"
         )
 
@@ -283,18 +275,17 @@ class TritonClient:
         answers (one that is down is left out while another answers: it serves nothing)."""
 
         def one_round() -> tuple[bool, Any]:
-            found = {}
+            found, outage = {}, None
             for replica in self.replicas.all():
                 try:
                     found[replica.address] = {m: _ready_versions(replica.client, m) for m in models}
                 except InferenceServerException as exc:
                     self._refuse(f"readiness on {replica.address}", exc, replica.client, None)
                     self.replicas.set_aside(replica)
-                    last[0] = exc
-            return bool(found), found
+                    outage = exc
+            return (True, found) if found else (False, outage)
 
-        last: list[Exception | None] = [None]
-        return self._rounds("readiness", one_round, last)
+        return self._rounds(f"readiness: Triton at {self.url}", one_round)
 
     def infer(
         self,
