@@ -11,8 +11,11 @@ Each partition has one durable pull consumer (``detect-<partition>``). A message
 acknowledged only when every session its lines went into has had its verdict emitted and
 published; until then it is kept "in progress" (JetStream's +WPI), so a long session does not
 outlive the ack wait. A worker that takes over a partition whose consumer still has
-unacknowledged messages waits one ``ack_wait_s`` first: the dead worker's deliveries then
-expire and come back, before any newer line, so sessions are rebuilt in order. Alerts and
+unacknowledged messages waits one ``ack_wait_s`` first, for the dead worker's deliveries to
+expire, and then gathers them before feeding any: JetStream redelivers them in the order their
+waits ran out (the dead worker's last "in progress" pings), not in the stream's, and a session
+rebuilt out of order is a different sequence of keys. They go to the engine in stream order,
+then the newer lines. Alerts and
 verdicts are published with their ids as ``Nats-Msg-Id``: a redelivered line finds the same
 alert again and the findings stream keeps it once.
 
@@ -40,6 +43,27 @@ from client.alerts import AnyAlert, SessionVerdict, alert_record
 from client.detection import PartResult
 from client.log_bus import LINE_SLOTS, Bus, BusLayout, unpack
 from client.outputs import Outputs
+
+# Acknowledged stream sequences remembered, to drop a second copy of a message done here.
+ACKED_REMEMBERED = 65_536
+
+
+class _Recent:
+    """The last ``size`` integers added, for membership."""
+
+    def __init__(self, size: int) -> None:
+        self._size, self._order, self._set = size, deque(), set()
+
+    def add(self, value: int) -> None:
+        if value in self._set:
+            return
+        self._order.append(value)
+        self._set.add(value)
+        if len(self._order) > self._size:
+            self._set.discard(self._order.popleft())
+
+    def __contains__(self, value: int) -> bool:
+        return value in self._set
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,7 @@ class BusWorker:
         self._held: dict[int, _Held] = {}  # stream sequence -> message
         self._messages_of: dict[str, deque[int]] = {}  # session -> sequences holding its lines
         self._acks: list[object] = []
+        self._acked: _Recent = _Recent(ACKED_REMEMBERED)  # stream sequences acknowledged
         self._owned: dict[int, int] = {}  # partition -> lease revision
         self._tasks: dict[int, asyncio.Task] = {}
         self._stopping = False
@@ -184,6 +209,11 @@ class BusWorker:
             self.stats.redelivered += 1
         if seq in self._held:
             return  # ours already, its wait expired while we worked on it: nothing new
+        if seq in self._acked:
+            # Done here already (it waited in the inbox past its ack wait, or our ack was
+            # lost): feeding it again would open its sessions a second time.
+            self._acks.append(msg)
+            return
         waiting: set[str] = set()
         for record, sessions in unpack(msg.data, msg.headers, seq):
             for session in self._feed(record, sessions):
@@ -209,6 +239,8 @@ class BusWorker:
         self.outputs.done.clear()
         if self._acks:
             acks, self._acks = self._acks, []
+            for msg in acks:
+                self._acked.add(msg.metadata.sequence.stream)
             self.stats.acked += len(acks)
             self.bus.submit(_each(acks, "ack"))
         now = time.monotonic()
@@ -356,9 +388,15 @@ class BusWorker:
 
         address = self.bus.address
         info = await self.bus.js.consumer_info(address.name, address.consumer(partition))
+        replay = None
         if info.num_ack_pending:
             # Another worker's lines are out: let their wait expire, so they come back first.
             await asyncio.sleep(self.config.ack_wait_s)
+            replay = Redeliveries(
+                info.num_ack_pending,
+                info.delivered.stream_seq,
+                time.monotonic() + self.config.ack_wait_s / 2,
+            )
         subscription = await self.bus.js.pull_subscribe_bind(
             address.consumer(partition), address.name
         )
@@ -370,13 +408,20 @@ class BusWorker:
                 try:
                     messages = await subscription.fetch(self.config.fetch_batch, timeout=1.0)
                 except TimeoutError:
-                    continue
+                    messages = []
                 except Exception:  # the bus reconnects; pull again after it
                     await asyncio.sleep(0.5)
                     continue
+                if replay is not None:
+                    replay.add(messages)
+                    messages = []
+                    if replay.complete():
+                        messages, replay = replay.release(), None
                 for message in messages:
                     self._inbox.put_nowait(message)
         finally:
+            if replay is not None:
+                await asyncio.gather(*(m.nak() for m in replay.release()), return_exceptions=True)
             await subscription.unsubscribe()
 
     async def _hand_back(self) -> None:
@@ -395,6 +440,33 @@ class BusWorker:
                 await self._kv.delete(f"p.{partition:03d}")
             await self._kv.delete(self._worker_key)
         self._owned.clear()
+
+
+@dataclass
+class Redeliveries:
+    """A taken-over partition's redeliveries, gathered to be fed in stream order: the
+    ``expected`` messages the last holder left unacknowledged (all at or below ``upto``, the
+    last it was delivered), and whatever newer came with them. Complete when all are here, or
+    at ``deadline`` (the holder was alive after all and acknowledged some); early enough that
+    what waits here is not redelivered again."""
+
+    expected: int
+    upto: int
+    deadline: float
+    gathered: dict[int, object] = field(default_factory=dict)  # stream sequence -> message
+
+    def add(self, messages: list) -> None:
+        for message in messages:
+            self.gathered[message.metadata.sequence.stream] = message  # a later copy wins
+
+    def complete(self) -> bool:
+        back = sum(1 for seq in self.gathered if seq <= self.upto)
+        return back >= self.expected or time.monotonic() >= self.deadline
+
+    def release(self) -> list:
+        messages = [self.gathered[seq] for seq in sorted(self.gathered)]
+        self.gathered = {}
+        return messages
 
 
 async def _each(messages: list, action: str) -> None:
