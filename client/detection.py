@@ -301,7 +301,10 @@ class StreamingDetector:
                 part.pending -= 1
                 part.checked += 1
             for i in np.flatnonzero(scores.anomalous):
-                alert = key_alert(self.model.meta, steps[i], scores, i)
+                # Named in the vocabulary of the version that answered: a grown one names
+                # keys the bound version never had.
+                meta = self.model.meta_of(int(scores.version[i]))
+                alert = key_alert(meta, steps[i], scores, i)
                 parts[i].alerts.append(alert)
                 found.append(alert)
         done = [p for p in self._closing if p.pending == 0]

@@ -325,8 +325,9 @@ class LogParser:
         self._index: dict[tuple[int, str], list[int]] = {}  # (length, first token) -> groups
         self._templates: list[_Template] = []
         self._texts: list[str] = []  # frozen: the template texts as given
-        # (length, first token) -> templates by their constants, the most specific first
-        self._exact: dict[tuple[int, str], list[_Exact]] = {}
+        # first token -> token count -> templates by their constants, the most specific first
+        # (first token outermost: a line's raw first token finds its word's templates at once)
+        self._exact: dict[str, dict[int, list[_Exact]]] = {}
         self._slots: dict[str, re.Pattern[str]] = {}  # template text -> its slot regex
         self._live = 0
         self._final: dict[int, int] | None = None  # learnt template id -> index in templates
@@ -473,7 +474,8 @@ class LogParser:
         return template_id
 
     def _find(self, tokens: list[str], first: str) -> int | None:
-        entries = self._exact.get((len(tokens), first))
+        by_length = self._exact.get(first)
+        entries = by_length.get(len(tokens)) if by_length else None
         if entries:
             for template_id, get, values, _ in entries:
                 if get(tokens) == values:
@@ -491,7 +493,8 @@ class LogParser:
                 self._add_exact(_exact_entry(group.templates[key], key), group.where)
 
     def _add_exact(self, exact: _Exact, where: tuple[int, str]) -> None:
-        entries = self._exact.setdefault(where, [])
+        length, first = where
+        entries = self._exact.setdefault(first, {}).setdefault(length, [])
         entries.append(exact)
         entries.sort(key=lambda e: -e[3])  # the most specific first
 
@@ -539,7 +542,8 @@ class LogParser:
             for template_id in old:
                 self._templates[template_id].text = None
             self._merge_templates(group)
-            entries = self._exact.get(group.where, [])
+            length, first = group.where
+            entries = self._exact.get(first, {}).get(length, [])
             entries[:] = [e for e in entries if e[0] not in old]
             self._index_exact(group, list(group.templates))
 
@@ -562,6 +566,21 @@ class LogParser:
         self._texts.append(template)
         where = (len(tokens), tokens[0] if tokens else "")
         self._add_exact(_exact_entry(template_id, tokens), where)
+
+    def extend(self, templates: Sequence[str]) -> int:
+        """A frozen parser grown to a vocabulary that extends its own (a version that learnt
+        new templates): the new ones are matched from now on, the old keep their ids. Returns
+        how many were added."""
+        if self.learn:
+            raise ValueError("only a frozen parser (learn=False) takes a grown vocabulary")
+        known = len(self._texts)
+        if tuple(templates[:known]) != tuple(self._texts):
+            raise ValueError("these templates do not extend the parser's: other ids, other keys")
+        for template in templates[known:]:
+            self._freeze(template)
+        if self._lines:
+            self._lines.clear()  # contents remembered as unmatched may match now
+        return len(templates) - known
 
     def match_content(self, content: str) -> int:
         """A line's content against the frozen templates: the id of the most specific one
@@ -603,8 +622,11 @@ class LogParser:
             found = self._find(tokens, "")
             return -1 if found is None else found
         first = tokens[0]
-        first = self._words.get(first) or self._tokenizer.classify(first)
-        entries = self._exact.get((len(tokens), first))
+        by_length = self._exact.get(first)  # a word that starts templates: itself compared
+        if by_length is None:
+            first = self._words.get(first) or self._tokenizer.classify(first)
+            by_length = self._exact.get(first)
+        entries = by_length.get(len(tokens)) if by_length else None
         if entries:
             for template_id, get, values, _ in entries:
                 if get(tokens) == values:

@@ -36,10 +36,15 @@ from client.parsing import BAD_TIME, LogParser, ParseStats
 from client.sessions import CloseCause, OpenSession, SessionTable, StreamClock
 from client.sources import Position, Record
 from client.stage_clock import PARAMS, PARSE, SESSIONS, StageClock
+from client.triton_client import InferenceError, ServerUnavailable
 from export.contract.errors import VersionMismatch
+from export.contract.specs import DEEPLOG_KEYS
 from export.contract.vocab import FIRST_KEY, UNKNOWN
 
 DUE_CHECK_LINES = 64  # lines between two looks at the clock for batches that waited too long
+# Seconds between two asks of every replica whether a version with more templates serves on
+# all of them (its keys are only sent once no replica can answer with an older one).
+VOCABULARY_RECHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class StreamSummary:
     params_checked: int = 0
     replayed_lines: int = 0  # after a resume: lines of sessions finished before the restart
     new_templates: int = 0  # templates the version never learnt, mined from unknown lines
+    # Templates a newer version learnt (template feedback) while this ran: matched since
+    templates_taken_over: int = 0
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # client/stage_clock.py
 
@@ -81,6 +88,8 @@ class StreamSummary:
             else ""
         )
         new = f" ({self.new_templates} new templates)" if self.new_templates else ""
+        if self.templates_taken_over:
+            new += f" ({self.templates_taken_over} templates taken over from a newer version)"
         return (
             f"{self.parse.summary()}{new}{unplaced}; {self.sessions} sessions checked ({closed}), "
             f"{self.abnormal_sessions} abnormal; alerts: {alerts}"
@@ -148,11 +157,8 @@ class StreamEngine:
         # sessions checked in parts (continue them where their current part began).
         self._finished: dict[str, int] = dict(resume.finished) if resume else {}
         self._carried: dict[str, dict] = dict(resume.carried) if resume else {}
-        self._ends = {
-            FIRST_KEY + i
-            for i, t in enumerate(model.meta.vocabulary.templates)
-            if log_format.end_rule is not None and log_format.end_rule.search(t)
-        }
+        self._ends = self._end_keys(model.meta.vocabulary.templates)
+        self._vocabulary_asked = float("-inf")
         self._line = resume.position.line_no if resume else 0
         # Where the file being read began (its first line, the clock then): a checkpoint can
         # only send a restart back into the file the name now points at.
@@ -373,7 +379,32 @@ class StreamEngine:
 
     # -- findings ----------------------------------------------------------------------------
 
+    def _end_keys(self, templates: tuple[str, ...]) -> set[int]:
+        rule = self.format.end_rule
+        return {FIRST_KEY + i for i, t in enumerate(templates) if rule and rule.search(t)}
+
+    def _follow_vocabulary(self) -> None:
+        """A newer version answered with a vocabulary grown by templates (template feedback,
+        then a retrain): once it is ready on every replica, the parser matches its new
+        templates too, and their lines get their keys instead of UNKNOWN, without a restart.
+        Until then they stay unknown: an older version on some replica would refuse the keys."""
+        grown = self.model.versions.newest
+        templates = grown.vocabulary.templates
+        now = time.monotonic()
+        if len(templates) <= len(self.parser.templates) or now < self._vocabulary_asked:
+            return
+        self._vocabulary_asked = now + VOCABULARY_RECHECK_S
+        try:
+            each = self.model.triton.ready_versions_each([DEEPLOG_KEYS.name])
+        except (InferenceError, ServerUnavailable):
+            return  # asked again later; the lines meanwhile are unknown, as before
+        if each and all(grown.version in v[DEEPLOG_KEYS.name] for v in each.values()):
+            self.summary.templates_taken_over += self.parser.extend(templates)
+            self._ends = self._end_keys(templates)
+
     def _handle(self, found: list[AnyAlert | PartResult]) -> None:
+        if found and not self.model.pinned:
+            self._follow_vocabulary()
         for item in found:
             if isinstance(item, PartResult):
                 self._verdict(self._named_unknowns(item))

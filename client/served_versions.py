@@ -41,6 +41,11 @@ class ServedVersions(Generic[M]):
         self._load, self._takes, self._inputs_are = load, takes, inputs_are
         self._metas = {bound.version: bound}
 
+    @property
+    def newest(self) -> M:
+        """The newest version that answered so far (``bound`` until another does)."""
+        return self._metas[max(self._metas)]
+
     def meta_of(self, version: int) -> M:
         meta = self._metas.get(version)
         if meta is None:

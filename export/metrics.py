@@ -30,6 +30,21 @@ class Scores:
     macro_f1: float  # mean F1 over the classes present in the truth
     anomaly: tuple[float, float, float]  # P, R, F1 of "not normal" (class 0) vs normal
     accuracy: float
+    false_positive_rate: float  # share of the truly normal units called anything else
+
+    def line(self) -> str:
+        """The figures in one line: any anomaly against normal first (recall, false-positive
+        rate, precision), then macro F1 and each class's P/R/F1."""
+        precision, recall, _ = self.anomaly
+        classes = ", ".join(
+            f"{c.label} {c.precision:.2f}/{c.recall:.2f}/{c.f1:.2f}"
+            for c in self.per_class
+            if c.support
+        )
+        return (
+            f"anomalies: recall {recall:.3f}, false-positive rate {self.false_positive_rate:.3f}, "
+            f"precision {precision:.3f}; macro F1 {self.macro_f1:.3f} (P/R/F1: {classes})"
+        )
 
 
 def classification_scores(
@@ -51,4 +66,7 @@ def classification_scores(
         float(weights[~flagged & abnormal].sum()),
     )
     accuracy = float(weights[predicted == truth].sum() / max(weights.sum(), 1e-12))
-    return Scores(tuple(per_class), float(np.mean(present)) if present else 0.0, anomaly, accuracy)
+    normal = float(weights[~abnormal].sum())
+    fpr = float(weights[flagged & ~abnormal].sum()) / normal if normal else 0.0
+    macro = float(np.mean(present)) if present else 0.0
+    return Scores(tuple(per_class), macro, anomaly, accuracy, fpr)

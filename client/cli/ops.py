@@ -183,7 +183,7 @@ def cmd_train_asgnet(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config = replace(base, snet=snet, finetune_epochs=args.epochs)
-    version = train_and_publish_asgnet(
+    published = train_and_publish_asgnet(
         units.select(train_rows),
         units.select(check_rows),
         corpus.vocabulary,
@@ -192,9 +192,11 @@ def cmd_train_asgnet(args: argparse.Namespace) -> int:
         config,
     )
     print(
-        f"asgnet v{version} (classes {', '.join(classes)}; {len(train_rows)} training, "
-        f"{len(check_rows)} check sessions) written to {args.repository}"
+        f"asgnet v{published.version} (classes {', '.join(classes)}; {len(train_rows)} "
+        f"training, {len(check_rows)} check sessions) written to {args.repository}"
     )
+    # The check set also chose when each stage stopped: a little optimistic, and said so.
+    print(f"on the check set (it also chose the stopping epochs): {published.check.line()}")
     return 0
 
 

@@ -295,9 +295,11 @@ def train_demo_models(config: DemoConfig) -> DemoModels:
         f"({config.asgnet_anomaly_rate:.0%} anomalous, {len(classes)} classes) -> "
         f"{len(train_units)} distinct sessions; validation {len(validation_units)}"
     )
-    asgnet_version = train_and_publish_asgnet(
+    asgnet = train_and_publish_asgnet(
         train_units, validation_units, vocabulary, classes, config.repository, config.asgnet
     )
+    asgnet_version = asgnet.version
+    print(f"ASGNet on its validation set (which chose the stopping epochs): {asgnet.check.line()}")
     print(
         f"asgnet_tokenizer/snet/vnet/gnet/similar version {asgnet_version}, ensembles asgnet, "
         "log_anomaly"

@@ -15,11 +15,12 @@ from client.formats import LogFormat, builtin
 from client.ops.errors import NotEnoughData
 from client.param_vectors import ParamSchema, SchemaLearner, VectorBuilder
 from client.parsing import BAD_TIME, LogParser, ParseStats
-from export.asgnet import AsgnetConfig, Units, train_asgnet
+from export.asgnet import AsgnetConfig, Units, predict, train_asgnet
 from export.contract.units import NORMAL
 from export.contract.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
 from export.deeplog_keys import KeyModelConfig, split_holdout, train_key_model
 from export.deeplog_params import KeySeries, ParamModelConfig, train_param_model
+from export.metrics import Scores, classification_scores
 from export.publish import RetrainData, publish_key_model, publish_param_model
 from export.publish_asgnet import publish_asgnet
 
@@ -186,6 +187,12 @@ def labelled_units(
     )
 
 
+@dataclass(frozen=True)
+class PublishedAsgnet:
+    version: int
+    check: Scores  # the gated model's, on the check set (which also chose when to stop)
+
+
 def train_and_publish_asgnet(
     train: Units,
     validation: Units,
@@ -194,10 +201,14 @@ def train_and_publish_asgnet(
     repository: Path,
     config: AsgnetConfig,
     progress: bool = True,
-) -> int:
+) -> PublishedAsgnet:
     """Train ASGNet on labelled units, publish it with the similar-incident index of ``train``
     and ``validation`` kept as the check set a fine-tune on feedback must not get worse on."""
     trained = train_asgnet(train, validation, vocabulary, classes, config, progress=progress)
-    return publish_asgnet(
+    version = publish_asgnet(
         trained, train, repository, training={"config": asdict(config)}, check=validation
+    )
+    gated = predict(trained, validation).gated.argmax(axis=1)
+    return PublishedAsgnet(
+        version, classification_scores(validation.labels, gated, classes, validation.weights)
     )

@@ -311,7 +311,7 @@ def asgnet_served(served, demo_corpus, tiny_asgnet_config) -> int:
     train, validation = units(400, 21), units(150, 22)
     version = train_and_publish_asgnet(
         train, validation, vocabulary, classes, repository, tiny_asgnet_config, False
-    )
+    ).version
     triton = TritonClient(server.grpc_url)
     triton.load_model(LOG_ANOMALY.name)
     triton.close()

@@ -17,10 +17,13 @@ import pytest
 
 from benchmarks.evaluations.new_templates import before_deployment as without_new_behaviour
 from client.cli import main
+from client.detection import KeyModel
 from client.feedback import FeedbackStore
 from client.ops.demo import DemoConfig
 from client.ops.training import learn_corpus, train_and_publish
 from client.ops.workload import WorkloadConfig, generate_workload
+from client.pipeline import detect_stream
+from client.triton_client import TritonClient
 from export.contract.metas import KeyModelMeta
 from export.contract.specs import DEEPLOG_KEYS
 from export.deeplog_keys import KeyModelConfig
@@ -107,6 +110,15 @@ def test_a_new_template_alerts_once_per_session_is_marked_normal_once_and_is_lea
     assert {a["model_version"] for a in again} <= {2}
     flagged = len({a["session"] for a in alerts})
     assert len({a["session"] for a in again}) < flagged / 4, (flagged, len(again))
+
+    # A detect that was started on v1 and runs on through the retrain: once v2 answers (and
+    # serves on every replica), its parser matches v2's templates too, without a restart.
+    with TritonClient(url) as triton:
+        running = KeyModel(triton, old, pinned=False)
+        found = detect_stream(after_deployment.read_bytes().splitlines(), running, lambda _: None)
+    assert found.templates_taken_over == len(names)
+    assert found.parse.unknown < lines_unknown / 4, (found.parse.unknown, lines_unknown)
+    assert "templates taken over from a newer version" in found.line()
 
 
 def _meta(repository, version: int) -> dict:

@@ -63,3 +63,22 @@ def test_train_asgnet_refuses_a_class_with_too_few_sessions_in_one_line(tmp_path
     assert main(argv) == 1
     assert "every session is normal" in capsys.readouterr().err
     assert not (tmp_path / "asgnet_gnet").exists()
+
+
+def test_train_asgnet_learns_the_user_s_classes_publishes_and_states_its_check_figures(
+    tmp_path, capsys
+):
+    workload = generate_workload(WorkloadConfig(240, 0.25, seed=6))
+    log = tmp_path / "labelled.log"
+    log.write_bytes(b"\n".join(workload.lines) + b"\n")
+    labels = tmp_path / "labels.csv"
+    rows = [f"{block},{kind}" for block, kind in workload.truth.items() if kind]
+    labels.write_text("BlockId,Label\n" + "\n".join(rows) + "\n")
+    small = ["--hidden", "16", "--layers", "1", "--mlm-epochs", "1", "--epochs", "2"]
+    argv = ["train-asgnet", str(log), "--labels", str(labels), "--repository", str(tmp_path)]
+    assert main([*argv, *small]) == 0
+    out = capsys.readouterr().out
+    assert "asgnet v1 (classes normal, " in out
+    check = next(line for line in out.splitlines() if line.startswith("on the check set"))
+    assert "recall" in check and "false-positive rate" in check and "macro F1" in check
+    assert (tmp_path / "asgnet_gnet" / "1").is_dir()

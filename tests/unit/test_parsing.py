@@ -60,6 +60,19 @@ def test_a_frozen_parser_maps_unseen_templates_to_unknown():
     assert frozen.templates == learnt.templates  # frozen never learns
 
 
+def test_a_frozen_parser_grown_by_a_newer_vocabulary_matches_its_templates_old_ids_kept():
+    learnt = LogParser(HDFS, learn=True)
+    learnt.parse(RECEIVING, 1)
+    frozen = LogParser(HDFS, templates=learnt.templates, learn=False)
+    assert frozen.parse(SERVED, 1).template_id == -1
+    learnt.parse(SERVED, 2)
+    assert frozen.extend(learnt.templates) == 1
+    assert frozen.parse(SERVED, 3).template_id == 1  # remembered unmatched before: not now
+    assert frozen.parse(RECEIVING, 4).template_id == 0
+    with pytest.raises(ValueError, match="do not extend"):
+        frozen.extend(learnt.templates[::-1])
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
