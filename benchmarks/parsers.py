@@ -8,8 +8,8 @@ parsing accuracy, and lines per second learning and matching.
 - PA (Khan et al., 2022): the share of lines whose template text equals loghub's exactly.
 - Learning: one pass building templates from scratch. Matching: each line against the frozen
   vocabulary learnt from the same lines (ours: ``learn=False``; Drain3: ``TemplateMiner.match``),
-  ours on a new frozen parser for every timed pass, so its memos (tokens, whole contents that
-  repeat) start empty each time, as in a fresh ``detect``.
+  ours on a new frozen parser for every timed pass, so its memo (of contents, digits as 0)
+  starts empty each time, as in a fresh ``detect``.
 
 Both start from the same raw bytes and pay the same reading: decode, then the format's header
 regex; Drain3 then mines or matches the content with its default settings (depth 4, similarity

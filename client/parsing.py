@@ -46,17 +46,20 @@ _NUMBER = re.compile(r"(?:(?<![A-Za-z0-9])[-+])?(?:0[xX])?[0-9a-fA-F]*\d[0-9a-fA
 _DIGIT = re.compile(r"\d")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CACHE_LIMIT = 100_000  # words (and slot regexes) remembered before the memo starts over
-# Frozen matching remembers whole contents while that pays: logs repeat lines exactly
-# (heartbeats, periodic reports: 15-80% of the loghub samples' lines repeat one before them)
-# but some never do (HDFS's block ids). Each probe of this many lines decides whether the memo
-# stays on: a miss (hashing the content, storing it) costs about a fifth of what a hit saves,
-# so below the hit rate it pauses for the pause's number of lines, then probes again; a probe
-# whose first lines bring no hit at all pauses at once. On a log that never repeats, the misses
-# are then paid on about 0.1% of its lines.
+# Frozen matching remembers the contents it matched, each with its ASCII digits written as 0,
+# while that pays. Exact: a template's constant tokens hold no digit, so two contents alike but
+# for their digits match the same template. Most lines repeat another this way (70-99% of the
+# loghub samples' lines, HDFS's block ids and IPs included), but a log of ever-new hex ids does
+# not. Each probe of this many lines decides whether the memo stays on: a miss (encoding the
+# content, storing it) costs about a quarter of what a hit saves, so below the hit rate it
+# pauses for the pause's number of lines, then probes again; a short first probe that brings
+# no hit at all pauses at once. On a log that never repeats, the misses are then paid on about
+# 1% of its lines.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LINE_MEMO_LIMIT = 50_000
-_LINE_EARLY = 128
+_LINE_FIRST_PROBE = 128
 _LINE_PROBE = 1_000
-_LINE_MIN_HIT_RATE = 0.1
+_LINE_MIN_HIT_RATE = 0.25
 _LINE_PAUSE = 100_000
 
 
@@ -182,15 +185,19 @@ class ParsedLine:
     template: str
     header: dict[str, str]
     content: str
-    _slots: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    # The parser's slot regex of a template (compiled when first asked): params only
+    _slot_of: Callable[[str], re.Pattern[str]] | None = field(
+        default=None, repr=False, compare=False
+    )
     _params: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def params(self) -> tuple[str, ...]:
         """The raw text at each of the template's wildcards, in order (computed when asked:
-        only the parameter model reads them)."""
+        only the parameter model and ``parse``'s CSV read them)."""
         if self._params is None:
-            match = self._slots.match(self.content) if self._slots is not None else None
+            slots = self._slot_of(self.template) if self._slot_of is not None else None
+            match = slots.match(self.content) if slots is not None else None
             self._params = match.groups() if match else ()
         return self._params
 
@@ -267,7 +274,7 @@ class ParserSizes:
     templates: int
     groups: int
     tokens: int  # distinct tokens the tokenizer remembers the compared form of (capped)
-    contents: int = 0  # whole contents a frozen parser remembers the match of (capped; 0: paused)
+    contents: int = 0  # contents (digits as 0) a frozen parser remembers (capped; 0: paused)
 
 
 # A template's constant positions, checked against a line's raw tokens in one C call:
@@ -319,20 +326,24 @@ class LogParser:
         self.max_line_bytes = max_line_bytes
         self.stats = ParseStats()
         self._tokenizer = Tokenizer(self.rules)  # its memo is this parser's
-        self._words = self._tokenizer.words  # the hot path reads the memo directly
         self._rewrites = self._tokenizer.rewrites
+        # Digits as 0 in the memo's keys, unless line masks or delimiters rewrite the content
+        # first: a mask may tell digits apart ("port 80"), so there the content is kept whole.
+        self._memo_digits = None if self._rewrites else _DIGITS_AS_ZERO
         self._groups: list[_Group] = []
         self._index: dict[tuple[int, str], list[int]] = {}  # (length, first token) -> groups
         self._templates: list[_Template] = []
         self._texts: list[str] = []  # frozen: the template texts as given
         # first token -> token count -> templates by their constants, the most specific first
         # (first token outermost: a line's raw first token finds its word's templates at once)
-        self._exact: dict[str, dict[int, list[_Exact]]] = {}
+        self._exact: dict[str, dict[int, list[_Exact]]] = {WILDCARD: {}}
+        self._variable_first = self._exact[WILDCARD]  # templates whose first token is <*>
         self._slots: dict[str, re.Pattern[str]] = {}  # template text -> its slot regex
         self._live = 0
         self._final: dict[int, int] | None = None  # learnt template id -> index in templates
-        self._lines: dict[str, int] | None = {}  # frozen: content -> template id (None: paused)
+        self._lines: dict[bytes, int] | None = {}  # content, digits as 0 -> id (None: paused)
         self._line_hits = self._line_misses = 0
+        self._line_probe_at = _LINE_FIRST_PROBE  # calls before the memo is judged again
         self._resume_at = 0  # the line (``stats.lines``) at which a paused memo probes again
         for template in templates:
             self._freeze(template)
@@ -408,7 +419,7 @@ class LogParser:
                 return None
             self.stats.parsed += 1
             text = self._text(template_id)
-            return ParsedLine(line_no, template_id, text, header, content, self._slot(text))
+            return ParsedLine(line_no, template_id, text, header, content, self._slot)
         if self._lines is None and self.stats.lines >= self._resume_at:
             self._resume_line_memo()
         template_id = self.match_content(content)
@@ -418,7 +429,7 @@ class LogParser:
             shown, separators = self._tokenizer.shown(content)
             return ParsedLine(line_no, -1, joined(shown, separators), header, content)
         text = self._texts[template_id]
-        return ParsedLine(line_no, template_id, text, header, content, self._slot(text))
+        return ParsedLine(line_no, template_id, text, header, content, self._slot)
 
     def _decode(self, raw: bytes | str, line_no: int) -> str | None:
         if isinstance(raw, bytes):
@@ -439,7 +450,9 @@ class LogParser:
         if not text or text.isspace():
             self.stats.reject(line_no, "empty")
             return None
-        if _CONTROL.search(text):
+        # isprintable() first: about 20 times faster than the regex, and true for most lines
+        # (a tab or an exotic space makes it false; then the regex decides).
+        if not text.isprintable() and _CONTROL.search(text):
             self.stats.reject(line_no, "binary")
             return None
         return text
@@ -585,57 +598,62 @@ class LogParser:
     def match_content(self, content: str) -> int:
         """A line's content against the frozen templates: the id of the most specific one
         that matches, or -1 (``parse`` does this after the header)."""
+        # The detection hot path: a memo lookup (while it pays), else one split, two dict
+        # lookups and a few C-level comparisons, all in this one frame.
         lines = self._lines
-        found = lines.get(content)
-        if found is None:
-            found = self._match(content)
+        if lines is not None:
+            try:
+                key = content.encode().translate(self._memo_digits)
+            except UnicodeEncodeError:  # a lone surrogate (a str read with surrogateescape)
+                key = content.encode("utf-8", "surrogatepass").translate(self._memo_digits)
+            found = lines.get(key)
+            if found is not None:
+                self._line_hits += 1
+                return found
+            self._line_misses += 1
+            if self._line_hits + self._line_misses >= self._line_probe_at:
+                self._judge_line_memo()
+        tokens = self._tokenizer.split(content) if self._rewrites else content.split()
+        length = len(tokens)
+        found = -1
+        by_length = self._exact.get(tokens[0] if tokens else "")
+        if by_length:
+            entries = by_length.get(length)
+            if entries:
+                for template_id, get, values, _ in entries:
+                    if get(tokens) == values:
+                        found = template_id
+                        break
+        if found < 0:
+            # A first token that starts no template needs no classifying: template words hold
+            # no digit, so its only other candidates are the templates that start with <*>.
+            entries = self._variable_first.get(length)
+            if entries:
+                for template_id, get, values, _ in entries:
+                    if get(tokens) == values:
+                        found = template_id
+                        break
+        if lines is not None:
             if len(lines) >= _LINE_MEMO_LIMIT:
                 lines.clear()
-            lines[content] = found
-            self._line_misses += 1
-            if self._line_misses == _LINE_EARLY and not self._line_hits:
-                self._judge_line_memo()
-        else:
-            self._line_hits += 1
-        if self._line_hits + self._line_misses >= _LINE_PROBE:
-            self._judge_line_memo()
+            lines[key] = found
         return found
 
     def _judge_line_memo(self) -> None:
         hits, misses = self._line_hits, self._line_misses
+        first = self._line_probe_at == _LINE_FIRST_PROBE
         self._line_hits = self._line_misses = 0
-        if hits < _LINE_MIN_HIT_RATE * (hits + misses):
-            # Paused, at no cost per line: this instance's match_content is the bare matcher
-            # until parse() has read the pause's lines and probes again.
-            self._lines = None
-            self.match_content = self._match  # type: ignore[method-assign]
+        self._line_probe_at = _LINE_PROBE
+        # The first probe is short: it only pauses a memo that had no hit at all (a log whose
+        # start repeats little may still repeat later, as Hadoop's and HPC's do).
+        if (not hits) if first else (hits < _LINE_MIN_HIT_RATE * (hits + misses)):
+            self._lines = None  # until parse() has read the pause's lines and probes again
             self._resume_at = self.stats.lines + _LINE_PAUSE
 
     def _resume_line_memo(self) -> None:
         self._lines = {}
-        del self.match_content  # the class's remembering match_content again
-
-    def _match(self, content: str) -> int:
-        # The detection hot path: one split, one memo lookup, a few C-level comparisons.
-        tokens = self._tokenizer.split(content) if self._rewrites else content.split()
-        if not tokens:
-            found = self._find(tokens, "")
-            return -1 if found is None else found
-        first = tokens[0]
-        by_length = self._exact.get(first)  # a word that starts templates: itself compared
-        if by_length is None:
-            first = self._words.get(first) or self._tokenizer.classify(first)
-            by_length = self._exact.get(first)
-        entries = by_length.get(len(tokens)) if by_length else None
-        if entries:
-            for template_id, get, values, _ in entries:
-                if get(tokens) == values:
-                    return template_id
-        if first != WILDCARD:  # a template whose first token is a variable
-            found = self._find(tokens, WILDCARD)
-            if found is not None:
-                return found
-        return -1
+        self._line_hits = self._line_misses = 0
+        self._line_probe_at = _LINE_FIRST_PROBE
 
     def _slot(self, template: str) -> re.Pattern[str]:
         pattern = self._slots.get(template)

@@ -192,18 +192,24 @@ def test_a_token_mask_makes_its_token_a_variable_and_a_line_mask_may_span_tokens
     assert tokenize("a=1,b=x", TemplateRules(delimiters=",=")) == ["a", WILDCARD, "b", "x"]
 
 
-def test_frozen_matching_remembers_repeated_contents_and_pauses_where_lines_never_repeat():
+def _letters(i: int) -> str:
+    """An id without digits: the memo writes digits as 0, so only letters keep lines apart."""
+    return str(i).translate(str.maketrans("0123456789", "abcdefghij"))
+
+
+def test_frozen_matching_remembers_contents_alike_but_for_digits_and_pauses_where_none_repeat():
     templates = ("Receiving block blk_<*> src: <*> dest: <*>", "Served block blk_<*> to <*>")
     parser = LogParser(builtin("hdfs"), templates=templates, learn=False)
     distinct = [
-        f"Receiving block blk_{i} src: /10.0.0.1:{i} dest: /10.0.0.2:50010" for i in range(3000)
+        f"Receiving block blk_{_letters(i)} src: /{_letters(i)} dest: /10.0.0.2:50010"
+        for i in range(3000)
     ]
     assert {parser.match_content(c) for c in distinct} == {0}
     assert parser.sizes().contents == 0  # no content came twice: the memo paused
     repeated = [
         "Served block blk_7 to /10.0.0.3",
         "Heartbeat from node 4",
-        "Served block blk_7 to /10.0.0.3",
+        "Served block blk_8 to /10.0.0.4",  # the first but for its digits
     ]
     fresh = LogParser(builtin("hdfs"), templates=templates, learn=False)
     answers = [fresh.match_content(c) for c in repeated * 1000]
@@ -211,12 +217,21 @@ def test_frozen_matching_remembers_repeated_contents_and_pauses_where_lines_neve
     assert fresh.sizes().contents == 2
 
 
+def test_the_memo_keeps_digits_apart_where_a_line_mask_may_tell_them_apart():
+    rules = TemplateRules(line_masks=(r"port 80\b",))
+    parser = LogParser(replace(HDFS, templates=rules), templates=("open <*>",), learn=False)
+    assert [parser.match_content(c) for c in ["open port 80", "open port 81"] * 100] == [
+        0,
+        -1,
+    ] * 100
+
+
 def test_a_paused_content_memo_probes_again_after_the_pause(monkeypatch):
     monkeypatch.setattr("client.parsing._LINE_PAUSE", 500)
     parser = LogParser(builtin("hdfs"), templates=("Served block blk_<*> to <*>",), learn=False)
     header = "081109 203615 148 INFO dfs.DataNode$DataXceiver: "
     for i in range(200):  # never the same twice: paused after the first 128
-        parser.parse(f"{header}Served block blk_{i} to /10.0.0.{i}", i + 1)
+        parser.parse(f"{header}Served block blk_{_letters(i)} to /{_letters(i)}", i + 1)
     assert parser.sizes().contents == 0
     for i in range(200, 1200):  # the same line over and over: remembered once probed again
         assert parser.parse(f"{header}Served block blk_7 to /10.0.0.1", i + 1).template_id == 0
