@@ -389,8 +389,11 @@ class LogParser:
 
     def _build_text(self, template: _Template) -> str:
         group = self._groups[template.group]
+        # A position variable from the start (a number) shows the first line's token when
+        # that keeps a constant part ("blk_<*>"); a bare word there ("null") would read as a
+        # constant the other lines do not have.
         tokens = [
-            t if (v is not None or i in group.numeric) else WILDCARD
+            t if (v is not None or (i in group.numeric and WILDCARD in t)) else WILDCARD
             for i, (v, t) in enumerate(zip(group.values, template.shown, strict=True))
         ]
         return joined(tokens, template.separators)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from benchmarks.parsers import SYSTEMS
 from client.formats import builtin, parse_format
 from client.parsing import TEMPLATE_LIMIT, WILDCARD, LogParser, TemplateRules, tokenize
 
@@ -170,13 +171,16 @@ def test_learning_stops_at_max_templates_and_counts_what_it_could_not_keep():
     assert parser.stats.malformed == {TEMPLATE_LIMIT: 1}
 
 
-def test_a_frozen_parser_matches_the_templates_it_was_built_from_exactly(loghub_dir):
-    raw = (loghub_dir / "BGL" / "BGL_2k.log").read_bytes().splitlines()
-    bgl = builtin("bgl")
-    learnt = LogParser(bgl, learn=True)
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_a_frozen_parser_matches_the_templates_it_was_built_from_exactly(system, loghub_dir):
+    # Every line of every sample: also what proves the memo (contents keyed with their digits
+    # as 0) answers as the matcher would.
+    raw = (loghub_dir / system / f"{system}_2k.log").read_bytes().splitlines()
+    log_format = builtin(SYSTEMS[system])
+    learnt = LogParser(log_format, learn=True)
     arrived = [learnt.parse(line, i).template_id for i, line in enumerate(raw, 1)]
     ids = [learnt.final_id(i) for i in arrived]
-    frozen = LogParser(bgl, templates=learnt.templates, learn=False)
+    frozen = LogParser(log_format, templates=learnt.templates, learn=False)
     assert [frozen.parse(line, i).template_id for i, line in enumerate(raw, 1)] == ids
 
 
