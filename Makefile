@@ -59,16 +59,20 @@ KUSTOMIZE := $(BIN)/kustomize
 $(KUSTOMIZE): | $(STAMP)
 	$(PY) -m server_config.fetch_tool kustomize $@
 
-# The log bus and the metrics server the scale-out tests run for real: Debian's packages.
-# Their services are not enabled: the tests and the demo start their own, on 127.0.0.1.
+# The log bus and the metrics server the scale-out tests run for real, and Graphviz, which
+# draws the workflows (`logad workflow`): Debian's packages. The services are not enabled:
+# the tests and the demo start their own, on 127.0.0.1.
 SYSTEM_STAMP := $(VENV)/.system-installed
 $(SYSTEM_STAMP): | $(STAMP)
-	@command -v nats-server >/dev/null && command -v prometheus >/dev/null || { \
-		echo ">> installing Debian's nats-server and prometheus"; \
+	@command -v nats-server >/dev/null && command -v prometheus >/dev/null \
+		&& command -v dot >/dev/null || { \
+		echo ">> installing Debian's nats-server, prometheus and graphviz"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			nats-server prometheus > $(VENV)/apt.log 2>&1 || { tail -20 $(VENV)/apt.log; exit 1; }; }
+			nats-server prometheus graphviz > $(VENV)/apt.log 2>&1 \
+			|| { tail -20 $(VENV)/apt.log; exit 1; }; }
 	nats-server --version
+	dot -V
 	touch $@
 
 setup: $(STAMP) $(KUSTOMIZE) $(SYSTEM_STAMP)

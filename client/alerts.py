@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from client.sessions import CloseCause
 from export.contract.vocab import END, UNKNOWN, KeyVocabulary
+from export.contract.workflow import Workflow
 
 
 class Check(str, Enum):
@@ -40,6 +41,34 @@ class KeyRef:
 
 
 @dataclass(frozen=True)
+class WorkflowPlace:
+    """Where a flagged step left its task's workflow (``export/contract/workflow.py``): the
+    state the session was in (the key before, ``<start>`` before the first), the steps the
+    workflow goes on to from there (``probability``: each one's share in normal sessions), and
+    the step that came instead."""
+
+    task: int
+    last_normal: KeyRef
+    allowed: tuple[KeyRef, ...]
+    happened: KeyRef
+    # The workflow has this step here too: it was the history before it that made it unlikely.
+    known_transition: bool
+
+    def line(self, shown: int = 3) -> str:
+        allowed = ", ".join(f"{r.name} {r.probability:.2f}" for r in self.allowed[:shown])
+        more = ", ..." if len(self.allowed) > shown else ""
+        came = (
+            "a step the workflow has here, unlikely after this history"
+            if self.known_transition
+            else "a step the workflow never takes here"
+        )
+        return (
+            f"task {self.task}: after {self.last_normal.name} '{self.last_normal.template}' the "
+            f"workflow goes on to {allowed or 'nothing'}{more}; {self.happened.name} came ({came})"
+        )
+
+
+@dataclass(frozen=True)
 class KeyAlert:
     session: str
     position: int  # 0-based position of the key in its session (== session length for END)
@@ -58,7 +87,13 @@ class KeyAlert:
     # Neither is part of the alert's id.
     repeats: int = 1
     key_indexes: tuple[int, ...] = ()
+    workflow: WorkflowPlace | None = None  # None: the version has no workflow
     check: Check = field(default=Check.LOG_KEY, init=False)
+
+    def named(self, actual: KeyRef) -> KeyAlert:
+        """The alert with its actual key named anew (an unknown line's mined template)."""
+        place = self.workflow and replace(self.workflow, happened=actual)
+        return replace(self, actual=actual, workflow=place)
 
     def facts(self) -> AlertFacts:
         where = f"line {self.line}" if self.actual.key != END else f"end, after line {self.line}"
@@ -185,7 +220,9 @@ class SessionVerdict:
         return {"id": self.id, **asdict(self)}
 
 
-_COUNTED = ("repeats", "key_indexes")  # filled in as a session goes on: not in the id
+# Filled in as a session goes on, or derived from the version's workflow: not in the id (the
+# same alert keeps its id whether or not its version carries a workflow).
+_COUNTED = ("repeats", "key_indexes", "workflow")
 
 
 def alert_id(alert: AnyAlert) -> str:
@@ -212,6 +249,7 @@ def alert_from_json(data: dict[str, Any]) -> AnyAlert:
                 "actual": KeyRef(**fields["actual"]),
                 "expected": tuple(KeyRef(**e) for e in fields["expected"]),
                 "key_indexes": tuple(fields.get("key_indexes", ())),
+                "workflow": _place_from_json(fields.get("workflow")),
             }
         )
     if check is Check.PARAMETER_VALUE:
@@ -222,6 +260,34 @@ def alert_from_json(data: dict[str, Any]) -> AnyAlert:
             "similar": tuple(SimilarUnit(**s) for s in fields["similar"]),
             "lines": tuple(fields["lines"]),
         }
+    )
+
+
+def _place_from_json(data: dict[str, Any] | None) -> WorkflowPlace | None:
+    if data is None:
+        return None
+    return WorkflowPlace(
+        data["task"],
+        KeyRef(**data["last_normal"]),
+        tuple(KeyRef(**r) for r in data["allowed"]),
+        KeyRef(**data["happened"]),
+        data["known_transition"],
+    )
+
+
+def workflow_place(
+    vocabulary: KeyVocabulary, workflow: Workflow | None, previous: int, happened: int
+) -> WorkflowPlace | None:
+    """Where the step ``previous -> happened`` left the workflow, in the version's names."""
+    divergence = workflow.divergence(previous, happened) if workflow is not None else None
+    if divergence is None:
+        return None
+    return WorkflowPlace(
+        divergence.task,
+        key_ref(vocabulary, previous),
+        tuple(key_ref(vocabulary, e.target, e.share) for e in divergence.allowed),
+        key_ref(vocabulary, happened),
+        divergence.known_transition,
     )
 
 

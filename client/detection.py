@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from client.alerts import AnyAlert, Check, KeyAlert, key_reason, key_ref
+from client.alerts import AnyAlert, Check, KeyAlert, key_reason, key_ref, workflow_place
 from client.served_versions import ServedVersions
 from client.stage_clock import DECISIONS, TRITON, StageClock
 from client.triton_client import TritonClient
 from export.contract.metas import KeyModelMeta
 from export.contract.specs import DEEPLOG_KEYS
-from export.contract.vocab import END, UNKNOWN
+from export.contract.vocab import END, START, UNKNOWN
 from export.contract.windows import WindowStream, session_windows
 
 
@@ -163,6 +163,9 @@ def key_alert(meta: KeyModelMeta, step: Step, scores: Scores, i: int) -> KeyAler
         ),
         model=DEEPLOG_KEYS.name,
         model_version=int(scores.version[i]),
+        workflow=workflow_place(
+            vocab, meta.workflow, step.window[-1] if step.window else START, step.key
+        ),
     )
 
 

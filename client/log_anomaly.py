@@ -25,7 +25,7 @@ from export.contract.errors import VersionMismatch
 from export.contract.metas import AsgnetMeta
 from export.contract.specs import ASGNET_GNET, ASGNET_SIMILAR, DEEPLOG_KEYS, LOG_ANOMALY
 from export.contract.units import NORMAL, count_vectors, unit_text
-from export.contract.vocab import END, FIRST_KEY, UNKNOWN
+from export.contract.vocab import END, FIRST_KEY, START, UNKNOWN
 from export.contract.windows import session_windows
 
 
@@ -313,12 +313,16 @@ class SessionDetector:
 
     def _alerts(self, part: _SessionPart, final: bool, result: SessionResult) -> list[AnyAlert]:
         meta = self.model.keys.meta
+        # Each step's window is the key before it: all an alert needs to place it in the
+        # workflow (the server built the full windows itself).
+        before = [START, *part.keys]
         steps = [
-            Step(part.session, part.start + i, (), key, line)
+            Step(part.session, part.start + i, (before[i],), key, line)
             for i, (key, line) in enumerate(zip(part.keys, part.lines, strict=True))
         ]
         if meta.end_marker and final:
-            end = Step(part.session, part.start + len(part.keys), (), END, part.lines[-1])
+            last = (before[-1],)
+            end = Step(part.session, part.start + len(part.keys), last, END, part.lines[-1])
             steps.append(end)
         alerts: list[AnyAlert] = [
             key_alert(meta, steps[i], result.scores, i)

@@ -421,7 +421,7 @@ class StreamEngine:
         if ref.name in alerted:
             return ()
         alerted.add(ref.name)
-        return (replace(alert, actual=ref),)
+        return (alert.named(ref),)
 
     def _named_unknowns(self, result: PartResult) -> PartResult:
         """A closed part's alerts as stored: each unknown template's first alert, named, with
@@ -438,7 +438,7 @@ class StreamEngine:
             indexes.setdefault(ref.name, []).append(alert.position - result.start)
             if ref.name not in firsts:
                 firsts[ref.name] = len(kept)
-                kept.append(replace(alert, actual=ref))
+                kept.append(alert.named(ref))
         for name, at in firsts.items():
             where = tuple(indexes[name])
             kept[at] = replace(kept[at], repeats=len(where), key_indexes=where)

@@ -193,3 +193,18 @@ def worst_ranks(
     worst = np.zeros(len(sessions), dtype=np.int64)
     np.maximum.at(worst, owners, ranks)
     return worst
+
+
+def next_key_probabilities(
+    model: KeyLSTM, sessions: list[list[int]], window: int, end_marker: bool, batch: int = 8192
+) -> list[np.ndarray]:
+    """Per session, the model's probability of each of its keys (and of END) after the keys
+    before it: what the workflow's edges keep as the model's view of each transition."""
+    x, y = windows_of_sessions(sessions, window, end_marker)
+    probs = np.empty(len(y), dtype=np.float64)
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            p = torch.softmax(model(torch.from_numpy(x[i : i + batch])), dim=1)
+            probs[i : i + batch] = p.gather(1, torch.from_numpy(y[i : i + batch, None]))[:, 0]
+    cuts = np.cumsum([len(s) + (1 if end_marker else 0) for s in sessions])[:-1]
+    return np.split(probs, cuts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from export.contract.metas import KeyModelMeta, read_meta
 from export.contract.specs import ASGNET_TOKENIZER, DEEPLOG_KEYS, PARAM_FORMATS
 from export.contract.vocab import KeyVocabulary
 from export.contract.windows import windows_of_sessions
-from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing
+from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing, next_key_probabilities
 from export.deeplog_params import ParamModelConfig, TrainedParamModel
 from export.input_guard import InputGuard, widths_of
 from export.log_tokenizer import save_tokenizer
@@ -33,6 +34,7 @@ from export.onnx_export import (
     parity_summary,
 )
 from export.repository import write_version
+from export.workflow import build_workflow
 
 WEIGHTS_FILE = "weights.pt"  # PyTorch state dict: what a retrain continues from
 REPLAY_FILE = "replay.npz"  # normal training windows, replayed by the online update
@@ -83,11 +85,13 @@ def publish_key_model(
     retrain: RetrainData,
     training: dict[str, Any],
     keep: int = 2,
+    normal_sessions: Sequence[Sequence[int]] = (),
 ) -> int:
     """Export to ONNX, check parity on replay windows, write the version; returns it.
 
     Beside the ONNX file the version keeps what a later retrain needs: the weights, the replay
-    windows and the check sessions.
+    windows and the check sessions. Its metadata carries the workflow of its tasks, built from
+    ``normal_sessions`` and the check sessions with this model's probabilities.
     """
     replay_windows, replay_keys = retrain.replay_windows, retrain.replay_keys
     check_normal = retrain.check_normal
@@ -118,8 +122,12 @@ def publish_key_model(
             "check_normal": {"sessions": len(check_normal), "source": retrain.check_source},
             "parity": parity_summary(parity),
             "training": training,
+            "workflow": workflow.to_json(),
         }
 
+    sessions = [[int(k) for k in s] for s in normal_sessions] + check_normal
+    probabilities = next_key_probabilities(model, sessions, config.window, config.end_marker)
+    workflow = build_workflow(sessions, probabilities)
     return write_version(repository, DEEPLOG_KEYS, fill, keep=keep)
 
 

@@ -1,8 +1,8 @@
 """Command line: ``python -m client <command>`` (also installed as ``logad``).
 
 Commands are thin: they parse arguments and call one function, found in a table. The runtime
-commands (``detect``, ``feedback``, ``parse``, ``publish``) need no torch; the operations
-(``demo``, ``train``, ``retrain``, ``rollback``) import what they need when they run.
+commands (``detect``, ``feedback``, ``parse``, ``publish``, ``workflow``) need no torch; the
+operations (``demo``, ``train``, ``retrain``, ``rollback``) import what they need when they run.
 The evaluations are ``python -m benchmarks``'s.
 """
 
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from client.checkpoint import CheckpointError
-from client.cli import detect, feedback, ops, parse, publish
+from client.cli import detect, feedback, ops, parse, publish, workflow
 from client.cli.args import BadArguments
 from client.feedback import FeedbackError, StoreError
 from client.formats import FormatError
@@ -26,7 +26,7 @@ from export.contract.errors import VersionMismatch
 from export.hdfs_data import DataMissing
 from server_config.launcher import ServerStartError
 
-GROUPS = (detect, feedback, ops, parse, publish)
+GROUPS = (detect, feedback, ops, parse, publish, workflow)
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: command for group in GROUPS for name, command in group.COMMANDS.items()
 }

@@ -236,7 +236,15 @@ def retrain_keys(
         result,
         pending,
         lambda: publish_key_model(
-            updated, current.config, top_g, vocabulary, repository, retrain, training, 0
+            updated,
+            current.config,
+            top_g,
+            vocabulary,
+            repository,
+            retrain,
+            training,
+            0,
+            normal_sessions=feedback,  # with the check sessions: what its workflow is built of
         ),
     )
     store.mark_templates_used([t.id for t in templates], f"{result.model} v{result.new_version}")

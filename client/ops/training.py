@@ -125,7 +125,16 @@ def train_and_publish(
         **asdict(report),
     }
     retrain = RetrainData.from_training(trained_on, held_out, config)
-    return publish_key_model(model, config, report.top_g, vocabulary, repository, retrain, training)
+    return publish_key_model(
+        model,
+        config,
+        report.top_g,
+        vocabulary,
+        repository,
+        retrain,
+        training,
+        normal_sessions=trained_on,
+    )
 
 
 def train_and_publish_params(

@@ -40,6 +40,9 @@ class WorkloadConfig:
 class Workload:
     lines: list[bytes]
     truth: dict[str, str | None] = field(default_factory=dict)  # block id -> anomaly type
+    # Anomalous block -> the position in its session (0-based key index; its length for a
+    # block cut short: the end) of the first line where it departs from a normal life.
+    fault_at: dict[str, int] = field(default_factory=dict)
 
     @property
     def anomalous_blocks(self) -> set[str]:
@@ -55,9 +58,15 @@ def _line(when: datetime, pid: int, level: str, component: str, content: str) ->
 
 
 def _block_events(
-    rng: np.random.Generator, block: str, start: float, anomaly: str | None, slowdown: float
+    rng: np.random.Generator,
+    block: str,
+    start: float,
+    anomaly: str | None,
+    slowdown: float,
+    fault: list[int],
 ) -> list[tuple[float, str, str, str]]:
-    """(seconds, level, component, content) of one block's life."""
+    """(seconds, level, component, content) of one block's life; where an anomaly departs
+    from a normal life is appended to ``fault`` (its event's index)."""
     replicas = 3 if rng.random() < 0.9 else 2
     nodes = [_ip(rng) for _ in range(replicas)]
     client = _ip(rng)
@@ -88,8 +97,10 @@ def _block_events(
     if not allocate_first:
         add(rng.exponential(0.3), "INFO", "dfs.FSNamesystem", allocate)
     if anomaly == "truncated":
+        fault.append(len(events))  # the end comes where the writes should
         return events
     if anomaly == "delete_before_store":
+        fault.append(len(events))
         add(
             rng.exponential(1.0),
             "INFO",
@@ -102,6 +113,7 @@ def _block_events(
         transfer *= slowdown
     for i, node in enumerate(nodes):
         if i == failed:
+            fault.append(len(events))
             add(
                 transfer,
                 "INFO",
@@ -116,6 +128,8 @@ def _block_events(
                 f"PacketResponder {i} for block {block} Interrupted.",
             )
             continue
+        if i == 0 and anomaly == "slow_transfer":
+            fault.append(len(events))  # the gap before the first responder is the slow one
         add(
             transfer if i == 0 else rng.exponential(0.2),
             "INFO",
@@ -129,7 +143,9 @@ def _block_events(
             f"Received block {block} of size {BLOCK_SIZE} from /{client}",
         )
         stores = 2 if anomaly == "redundant_store" and i == 0 else 1
-        for _ in range(stores):
+        for store in range(stores):
+            if store:
+                fault.append(len(events))
             add(
                 rng.exponential(0.1),
                 "INFO",
@@ -138,6 +154,7 @@ def _block_events(
                 f"is added to {block} size {BLOCK_SIZE}",
             )
     if anomaly == "replication_timeout":
+        fault.append(len(events))
         add(
             rng.exponential(300.0),
             "WARN",
@@ -253,6 +270,7 @@ def generate_workload(config: WorkloadConfig) -> Workload:
     rng = np.random.default_rng(config.seed)
     events: list[tuple[float, int, str, str, str]] = []
     truth: dict[str, str | None] = {}
+    fault_at: dict[str, int] = {}
     span = config.blocks * config.block_interval_s
     for _ in range(config.blocks):
         block = f"blk_{int(rng.integers(-(2**62), 2**62))}"
@@ -261,10 +279,13 @@ def generate_workload(config: WorkloadConfig) -> Workload:
         )
         truth[block] = anomaly
         pid = int(rng.integers(10, 30000))
+        fault: list[int] = []
         for t, level, component, content in _block_events(
-            rng, block, rng.uniform(0, span), anomaly, config.slowdown
+            rng, block, rng.uniform(0, span), anomaly, config.slowdown, fault
         ):
             events.append((t, pid, level, component, content))
+        if fault:
+            fault_at[block] = fault[0]
     events.sort(key=lambda e: e[0])
     lines = [
         _line(config.start + timedelta(seconds=t), pid, level, comp, content).encode()
@@ -272,4 +293,4 @@ def generate_workload(config: WorkloadConfig) -> Workload:
     ]
     for garbage in _malformed(rng, config.malformed_lines):
         lines.insert(int(rng.integers(0, len(lines) + 1)), garbage)
-    return Workload(lines=lines, truth=truth)
+    return Workload(lines=lines, truth=truth, fault_at=fault_at)

@@ -20,6 +20,7 @@ import numpy as np
 from export.contract.errors import VersionMismatch
 from export.contract.specs import ASGNET_GNET, ASGNET_SIMILAR, DEEPLOG_KEYS
 from export.contract.vocab import KeyVocabulary
+from export.contract.workflow import Workflow
 
 META_FILE = "meta.json"
 
@@ -62,6 +63,7 @@ class KeyModelMeta:
     top_g: int
     end_marker: bool
     vocabulary: KeyVocabulary
+    workflow: Workflow | None = None  # its tasks' workflows (None: published before them)
 
     @classmethod
     def load(cls, repository: Path, version: int) -> KeyModelMeta:
@@ -75,6 +77,7 @@ class KeyModelMeta:
             top_g=meta["top_g"],
             end_marker=meta["end_marker"],
             vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
+            workflow=Workflow.from_json(meta["workflow"]) if "workflow" in meta else None,
         )
 
 

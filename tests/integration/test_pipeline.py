@@ -5,8 +5,10 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from client.alerts import Check, SessionVerdict, alert_record
+from client.alerts import Check, SessionVerdict, alert_from_json, alert_id, alert_record
+from client.cli import main
 from client.detection import KeyModel
+from client.feedback import FeedbackStore
 from client.ops.workload import Workload, WorkloadConfig, generate_workload
 from client.pipeline import StreamConfig, StreamSummary, detect_stream
 from client.sessions import CloseCause
@@ -82,3 +84,54 @@ def test_requests_are_pinned_to_the_version_whose_vocabulary_built_them(workload
     workload = generate_workload(WorkloadConfig(blocks=5, seed=3))
     with pytest.raises(InferenceError, match="99"):
         detect_stream(workload.lines, stale, lambda alert: None)
+
+
+def test_every_log_key_alert_says_where_its_session_left_the_task_s_workflow(streamed):
+    workload, alerts = streamed.workload, streamed.alerts
+    for alert in alerts:
+        place = alert.workflow
+        assert place is not None and place.happened == alert.actual
+        assert alert_from_json(json.loads(json.dumps(alert_record(alert)))) == alert
+    # A session's first alert names the step its injected fault put in (or the end that came
+    # in place of the writes): the divergence point is the fault's position.
+    first = {}
+    for alert in alerts:
+        first.setdefault(alert.session, alert)
+    order_faults = ("write_exception", "truncated", "redundant_store", "delete_before_store")
+    named = [
+        first[b].position == workload.fault_at[b]
+        for b in first
+        if workload.truth[b] in order_faults
+    ]
+    print(f"divergence at the fault in {sum(named)} of {len(named)} sessions")
+    assert len(named) >= 10 and sum(named) >= 0.8 * len(named)
+
+
+def test_the_workflow_command_draws_where_an_alert_s_session_left_the_workflow(
+    streamed, workload_model, server, tmp_path, capsys
+):
+    alert = next(a for a in streamed.alerts if not a.workflow.known_transition)
+    keys = {alert.session: _session_keys(streamed.workload, workload_model, alert.session)}
+    store = tmp_path / "feedback.sqlite"
+    with FeedbackStore(store) as feedback:
+        feedback.record([alert], keys, workload_model.meta.vocabulary.fingerprint)
+    out = tmp_path / "pictures" / "alert"
+    out.parent.mkdir()
+    argv = ["workflow", "--url", server.grpc_url, "--store", str(store), "--out", str(out)]
+    assert main([*argv, "--alert", alert_id(alert)]) == 0
+    said = capsys.readouterr().out
+    assert alert.session in said and alert.workflow.last_normal.name in said
+    svg = (tmp_path / "pictures" / "alert.svg").read_text()
+    assert "came instead" in svg and alert.actual.name in svg
+    assert (tmp_path / "pictures" / "alert.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Without an alert: the task alone; a task it does not have is a one-line error.
+    assert main([*argv[:-2], "--out", str(tmp_path / "pictures" / "task")]) == 0
+    assert "came instead" not in (tmp_path / "pictures" / "task.svg").read_text()
+    assert main([*argv, "--task", "99"]) == 1
+    assert "no task 99" in capsys.readouterr().err
+
+
+def _session_keys(workload, model, session: str) -> list[int]:
+    from client.ops.training import session_keys
+
+    return session_keys(workload.lines, model.meta.vocabulary)[session]

@@ -25,6 +25,7 @@ def test_every_command_parses_and_has_a_handler():
         "parse",
         "train-asgnet",
         "publish",
+        "workflow",
     }
     bus = parser.parse_args(
         ["detect", "--source", "nats://bus:4222/logs", "--url", "dns:///t:8001"]

@@ -33,3 +33,32 @@ def test_normal_workloads_have_no_anomalies_and_malformed_lines_are_mixed_in():
     for i, line in enumerate(workload.lines):
         parser.parse(line, i)
     assert parser.stats.malformed_total == 4
+
+
+def test_each_anomalous_block_says_where_it_departs_from_a_normal_life():
+    workload = generate_workload(WorkloadConfig(blocks=300, anomaly_rate=0.5, seed=5))
+    assert set(workload.fault_at) == workload.anomalous_blocks
+    contents: dict[str, list[str]] = {}
+    parser = LogParser(HDFS)
+    for i, line in enumerate(workload.lines):
+        parsed = parser.parse(line, i)
+        for block in HDFS.sessions(parsed):
+            contents.setdefault(block, []).append(parsed.content)
+    departs = {
+        "write_exception": "received exception",
+        "delete_before_store": "NameSystem.delete",
+        "replication_timeout": "timed out",
+        "redundant_store": "addStoredBlock",
+        "slow_transfer": "PacketResponder",
+    }
+    for block, at in workload.fault_at.items():
+        kind, lines = workload.truth[block], contents[block]
+        if kind == "truncated":
+            assert at == len(lines)  # its end comes where the writes should
+            continue
+        assert departs[kind] in lines[at], (kind, lines[at])
+        if kind == "redundant_store":
+            assert (
+                "addStoredBlock" in lines[at - 1]
+                and lines[at - 1].split()[4:6] == lines[at].split()[4:6]
+            )  # the same replica stored twice
