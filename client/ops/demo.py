@@ -18,13 +18,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.alerts import AnyAlert, Check, SessionVerdict, alert_record
+from client.alerts import AnyAlert, Check, KeyAlert, SessionVerdict, alert_record
 from client.detection import open_key_model
 from client.log_anomaly import open_log_anomaly
 from client.ops.training import (
     Corpus,
     labelled_units,
     learn_corpus,
+    session_keys,
     train_and_publish,
     train_and_publish_asgnet,
     train_and_publish_params,
@@ -35,7 +36,9 @@ from client.param_detection import open_param_model
 from client.pipeline import StreamConfig, StreamEngine, StreamSummary, run_stream
 from client.sources import FollowedFile
 from client.triton_client import TritonClient
+from client.workflow_picture import Highlight, draw
 from export.asgnet import AsgnetConfig
+from export.contract.metas import KeyModelMeta
 from export.contract.units import NORMAL
 from export.deeplog_keys import KeyModelConfig
 from export.deeplog_params import ParamModelConfig
@@ -115,6 +118,7 @@ class DemoFindings:
     diagnoses: dict[str, str] = field(default_factory=dict)  # the class of an alerted session
     while_writing: Counter = field(default_factory=Counter)  # alerts seen before the log ended
     alerts: Counter = field(default_factory=Counter)
+    first_key_alert: dict[str, KeyAlert] = field(default_factory=dict)  # per session
 
     def verdict(self, verdict: SessionVerdict) -> None:
         if verdict.abnormal:
@@ -180,6 +184,8 @@ def run_demo(config: DemoConfig) -> dict:
                 findings.while_writing[alert.check] += 1
             if alert.check is Check.PARAMETER_VALUE:
                 findings.param_flagged.add(alert.session)
+            if isinstance(alert, KeyAlert):
+                findings.first_key_alert.setdefault(alert.session, alert)
             if shown[alert.check] < config.alerts_shown:
                 shown[alert.check] += 1
                 where = f"{follower.position.line_no:,} of {len(test.lines):,} lines read"
@@ -205,6 +211,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     _step("5/5 summary")
     result = _summarise(test, summary, findings, alerts_path, took[0])
+    result["divergence_at_fault"] = _divergences(test, findings, model.meta, config.workdir)
     result.update(
         version=models.version,
         param_version=models.param_version,
@@ -312,6 +319,36 @@ def _scores(flagged: set[str], actual: set[str]) -> dict[str, float]:
     tp, fp, fn = len(flagged & actual), len(flagged - actual), len(actual - flagged)
     precision, recall, _ = precision_recall_f1(tp, fp, fn)
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall}
+
+
+def _divergences(test: Workload, found: DemoFindings, meta: KeyModelMeta, workdir: Path) -> dict:
+    """Per anomaly type, how many sessions' first log-key alert names the step where the
+    injected fault departs from a normal life (the workflow's divergence point); one such
+    diagnosis printed, and its picture written."""
+    named: dict[str, list[bool]] = {}
+    for session, alert in found.first_key_alert.items():
+        kind = test.truth.get(session)
+        if kind is not None:
+            named.setdefault(kind, []).append(alert.position == test.fault_at[session])
+    print("where the first log-key alert left the workflow, against the injected fault:")
+    for kind, hits in sorted(named.items()):
+        print(f"  {kind:22s} {sum(hits):4d} of {len(hits):4d} name the fault's step")
+    shown = next(
+        (
+            a
+            for s, a in found.first_key_alert.items()
+            if test.truth.get(s) and a.workflow and a.position == test.fault_at[s]
+        ),
+        None,
+    )
+    if shown is not None and meta.workflow is not None:
+        keys = session_keys(test.lines, meta.vocabulary)[shown.session]
+        pictures = draw(
+            meta.workflow, meta.vocabulary, workdir / "workflow_alert", None, Highlight(shown, keys)
+        )
+        print(f"for example {shown.session} ({test.truth[shown.session]}): {shown.workflow.line()}")
+        print(f"its picture: {pictures[0]} and {pictures[1]}")
+    return {kind: [sum(h), len(h)] for kind, h in named.items()}
 
 
 def _summarise(
