@@ -102,11 +102,6 @@ class Tokenizer:
         return len(self._words)
 
     @property
-    def words(self) -> dict[str, str]:
-        """The memo: token -> compared form (read it; ``classify`` fills it)."""
-        return self._words
-
-    @property
     def rewrites(self) -> bool:
         """Whether ``split`` is more than ``str.split`` (line masks or delimiters)."""
         return bool(self._line_masks or self._delimiters)
@@ -336,8 +331,7 @@ class LogParser:
         self._texts: list[str] = []  # frozen: the template texts as given
         # first token -> token count -> templates by their constants, the most specific first
         # (first token outermost: a line's raw first token finds its word's templates at once)
-        self._exact: dict[str, dict[int, list[_Exact]]] = {WILDCARD: {}}
-        self._variable_first = self._exact[WILDCARD]  # templates whose first token is <*>
+        self._exact: dict[str, dict[int, list[_Exact]]] = {}
         self._slots: dict[str, re.Pattern[str]] = {}  # template text -> its slot regex
         self._live = 0
         self._final: dict[int, int] | None = None  # learnt template id -> index in templates
@@ -602,7 +596,8 @@ class LogParser:
         """A line's content against the frozen templates: the id of the most specific one
         that matches, or -1 (``parse`` does this after the header)."""
         # The detection hot path: a memo lookup (while it pays), else one split, two dict
-        # lookups and a few C-level comparisons, all in this one frame.
+        # lookups and a few C-level comparisons, in this one frame for a line whose first
+        # token starts templates (``_find``'s loop, inlined).
         lines = self._lines
         if lines is not None:
             try:
@@ -630,12 +625,8 @@ class LogParser:
         if found < 0:
             # A first token that starts no template needs no classifying: template words hold
             # no digit, so its only other candidates are the templates that start with <*>.
-            entries = self._variable_first.get(length)
-            if entries:
-                for template_id, get, values, _ in entries:
-                    if get(tokens) == values:
-                        found = template_id
-                        break
+            variable_first = self._find(tokens, WILDCARD)
+            found = -1 if variable_first is None else variable_first
         if lines is not None:
             if len(lines) >= _LINE_MEMO_LIMIT:
                 lines.clear()

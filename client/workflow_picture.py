@@ -4,8 +4,7 @@ that left the workflow, that step, and what the workflow allowed there instead.
 
 Styles: sequence and branch edges solid (a branch labelled with its share), loops dashed,
 concurrent steps joined by a dotted double-headed line. The alert's path is blue, the step
-that came instead red, the steps the workflow allowed green. A step the parameter-value model
-flagged is shaded orange and names its dimension.
+that came instead red, the steps the workflow allowed green.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from client.alerts import KeyAlert
 from export.contract.vocab import END, START, KeyVocabulary
 from export.contract.workflow import EdgeKind, Task, Workflow
 
-PATH_COLOUR, CAME_COLOUR, ALLOWED_COLOUR, PARAM_COLOUR = "#1f5fbf", "#c62828", "#2e7d32", "#f5a623"
+PATH_COLOUR, CAME_COLOUR, ALLOWED_COLOUR = "#1f5fbf", "#c62828", "#2e7d32"
 TEMPLATE_CHARS = 48  # a node shows its template cut to this many characters
 
 
@@ -29,7 +28,6 @@ class Highlight:
 
     alert: KeyAlert
     session_keys: Sequence[int]  # the session's keys as stored with the alert
-    flagged: dict[int, str] | None = None  # key -> dimension the parameter model flagged
 
 
 def draw(
@@ -44,7 +42,7 @@ def draw(
     import graphviz  # the picture's dependency only
 
     chosen = _task(workflow, task, highlight)
-    path, came, allowed = _marks(chosen, highlight)
+    path_keys, path_steps, came, allowed = _marks(highlight)
     last = highlight.alert.workflow.last_normal.key if came is not None else None
     graph = graphviz.Digraph(
         f"task {chosen.id}",
@@ -52,18 +50,14 @@ def draw(
         node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica", "fontsize": "10"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9"},
     )
-    flagged = (highlight.flagged or {}) if highlight else {}
     for key in (START, *chosen.keys, END):
-        attrs = {"color": PATH_COLOUR, "penwidth": "2"} if key in path else {}
-        if key in flagged:
-            attrs |= {"style": "rounded,filled", "fillcolor": PARAM_COLOUR}
+        attrs = {"color": PATH_COLOUR, "penwidth": "2"} if key in path_keys else {}
         if key == came:
             attrs |= {"color": CAME_COLOUR, "penwidth": "3"}
         elif key in allowed:
             attrs |= {"color": ALLOWED_COLOUR, "penwidth": "2"}
-        label = _label(vocabulary, key) + (f"\\n(slow: {flagged[key]})" if key in flagged else "")
         shape = {"shape": "ellipse"} if key in (START, END) else {}
-        graph.node(str(key), label, **shape, **attrs)
+        graph.node(str(key), _label(vocabulary, key), **shape, **attrs)
     drawn: set[tuple[int, int]] = set()
     for edge in chosen.edges:
         a, b = edge.source, edge.target
@@ -75,7 +69,7 @@ def draw(
             attrs = {"style": "dashed", "label": f"loop {edge.share:.2f}"}
         else:
             attrs = {"label": f"{edge.share:.2f}"} if edge.kind is EdgeKind.BRANCH else {}
-        if (a, b) in path:
+        if (a, b) in path_steps:
             attrs |= {"color": PATH_COLOUR, "penwidth": "2.5"}
         elif a == last and b in allowed:
             attrs |= {"color": ALLOWED_COLOUR, "penwidth": "2"}
@@ -102,17 +96,18 @@ def _task(workflow: Workflow, task: int | None, highlight: Highlight | None) -> 
     return found
 
 
-def _marks(task: Task, highlight: Highlight | None) -> tuple[set, int | None, set[int]]:
-    """(keys and transitions of the session's path before the alert, the step that came
-    instead, the steps allowed there)."""
+def _marks(
+    highlight: Highlight | None,
+) -> tuple[set[int], set[tuple[int, int]], int | None, set[int]]:
+    """(the keys and the transitions of the session's path before the alert, the step that
+    came instead, the steps allowed there)."""
     if highlight is None or highlight.alert.workflow is None:
-        return set(), None, set()
+        return set(), set(), None, set()
     place = highlight.alert.workflow
     # The stored keys are those of the part the alert was raised in: for a session checked in
     # parts, the path drawn starts where that part did.
     keys = [START, *highlight.session_keys[: highlight.alert.position]]
-    path: set = set(keys) | set(pairwise(keys))
-    return path, place.happened.key, {r.key for r in place.allowed}
+    return set(keys), set(pairwise(keys)), place.happened.key, {r.key for r in place.allowed}
 
 
 def _title(task: Task, highlight: Highlight | None) -> str:

@@ -103,6 +103,9 @@ def publish_key_model(
         {"WINDOWS": keys, "NEXT_KEY": keys},
         widths_of(DEEPLOG_KEYS, probe),
     ).eval()
+    sessions = [[int(k) for k in s] for s in normal_sessions] + check_normal
+    probabilities = next_key_probabilities(model, sessions, config.window, config.end_marker)
+    workflow = build_workflow(sessions, probabilities)
 
     def fill(folder: Path, version: int) -> dict[str, Any]:
         path = folder / DEEPLOG_KEYS.default_model_filename
@@ -125,9 +128,6 @@ def publish_key_model(
             "workflow": workflow.to_json(),
         }
 
-    sessions = [[int(k) for k in s] for s in normal_sessions] + check_normal
-    probabilities = next_key_probabilities(model, sessions, config.window, config.end_marker)
-    workflow = build_workflow(sessions, probabilities)
     return write_version(repository, DEEPLOG_KEYS, fill, keep=keep)
 
 
