@@ -19,7 +19,7 @@ SERVE_SECURITY = $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) \
 BENCH_STAMP := $(VENV)/.bench-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup bench-setup bench-follow bench-scale bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback eval-new-templates clean
+.PHONY: help setup bench-setup bench-follow bench-scale bench-parsers demo test test-unit test-integration lint serve bench loadtest eval-hdfs eval-params eval-asgnet eval-feedback eval-new-templates eval-workflow clean
 
 help:
 	@echo "make demo        train, export, start Triton, stream generated HDFS logs, print alerts"
@@ -28,6 +28,8 @@ help:
 	@echo "make eval-params parameter-value model vs injected slowdowns; writes reports/deeplog_params.md"
 	@echo "make eval-feedback HDFS false positives (DeepLog) and BGL wrong diagnoses (ASGNet) fed back,"
 	@echo "                  retrain, before/after; reports/feedback_hdfs.md, feedback_asgnet_bgl.md"
+	@echo "make eval-workflow  task separation with ids hidden (HDFS, OpenStack), workflow edges vs"
+	@echo "                 the true DFG, the demo's divergence points; writes reports/workflow.md"
 	@echo "make eval-new-templates  templates new after a deployment: alerts before and after"
 	@echo "                  one round of template feedback; reports/new_templates.md"
 	@echo "make eval-asgnet ASGNet + ablation on HDFS sessions and BGL windows; writes reports/asgnet.md"
@@ -147,6 +149,9 @@ eval-feedback: setup
 
 eval-new-templates: setup
 	$(PY) -m benchmarks evaluate-new-templates
+
+eval-workflow: setup
+	$(PY) -m benchmarks evaluate-workflow
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

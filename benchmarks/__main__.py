@@ -1,6 +1,7 @@
 """``python -m benchmarks <command>``: the benchmarks (bench, loadtest, follow, parsers) and the
 evaluations (evaluate-hdfs, evaluate-params, evaluate-asgnet, evaluate-feedback,
-evaluate-asgnet-feedback, evaluate-new-templates), each writing its report. Dispatch is a table."""
+evaluate-asgnet-feedback, evaluate-new-templates, evaluate-workflow), each writing its report.
+Dispatch is a table."""
 
 from __future__ import annotations
 
@@ -108,6 +109,13 @@ def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
     result = evaluate_feedback(args.workdir, config, args.data)
     write_feedback_report(result, config, args.report, "make eval-feedback")
     print(args.report.read_text())
+    return 0
+
+
+def cmd_evaluate_workflow(args: argparse.Namespace) -> int:
+    from benchmarks.evaluations.workflow import WorkflowEvalConfig, run_workflow_evaluation
+
+    run_workflow_evaluation(WorkflowEvalConfig(run_demo=not args.no_demo))
     return 0
 
 
@@ -234,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     ent.add_argument("--test-blocks", type=int, default=3000)
     ent.add_argument("--report", type=Path, default=Path("reports/new_templates.md"))
 
+    ewf = commands.add_parser(
+        "evaluate-workflow",
+        help="task separation with ids hidden, workflow edges against the true DFG, the demo's "
+        "divergence points; writes reports/workflow.md and its pictures",
+    )
+    ewf.add_argument(
+        "--no-demo", action="store_true", help="leave out the demo run (its divergence figures)"
+    )
+
     eaf = commands.add_parser(
         "evaluate-asgnet-feedback",
         help="BGL: wrong ASGNet diagnoses fed back, fine-tune, before/after through Triton",
@@ -281,6 +298,7 @@ COMMANDS = {
     "evaluate-feedback": cmd_evaluate_feedback,
     "evaluate-asgnet-feedback": cmd_evaluate_asgnet_feedback,
     "evaluate-new-templates": cmd_evaluate_new_templates,
+    "evaluate-workflow": cmd_evaluate_workflow,
     "evaluate-params": cmd_evaluate_params,
     "evaluate-asgnet": cmd_evaluate_asgnet,
 }

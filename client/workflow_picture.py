@@ -4,7 +4,9 @@ that left the workflow, that step, and what the workflow allowed there instead.
 
 Styles: sequence and branch edges solid (a branch labelled with its share), loops dashed,
 concurrent steps joined by a dotted double-headed line. The alert's path is blue, the step
-that came instead red, the steps the workflow allowed green.
+that came instead red, the steps the workflow allowed green. A step the parameter-value model
+flagged (the paper's slow VM-creation step) is filled orange and names the value that was out
+of bounds.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from client.alerts import KeyAlert
+from client.alerts import KeyAlert, ParamAlert
 from export.contract.vocab import END, START, KeyVocabulary
 from export.contract.workflow import EdgeKind, Task, Workflow
 
 PATH_COLOUR, CAME_COLOUR, ALLOWED_COLOUR = "#1f5fbf", "#c62828", "#2e7d32"
+FLAGGED_COLOUR, FLAGGED_FILL = "#ef6c00", "#ffe0b2"
 TEMPLATE_CHARS = 48  # a node shows its template cut to this many characters
+# Transitions rarer than this share of their source's are left out of the picture (a real
+# task has dozens seen once or twice, and drawn they hide its shape); the alert's path and
+# the steps allowed where it left the workflow are drawn whatever their share.
+MIN_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -36,17 +43,36 @@ def draw(
     out: Path,
     task: int | None = None,
     highlight: Highlight | None = None,
+    flagged: Sequence[ParamAlert] = (),
+    min_share: float = MIN_SHARE,
 ) -> list[Path]:
-    """Write ``out``.svg and ``out``.png; returns both paths. The task is the alert's, else
-    ``task``, else the first."""
+    """Write ``out``.svg and ``out``.png; returns both paths. The task is the log-key
+    alert's, else ``task``, else that of the first ``flagged`` step, else the first.
+    ``flagged``: parameter-value alerts whose steps are marked; ``min_share``: see
+    MIN_SHARE."""
     import graphviz  # the picture's dependency only
 
+    if task is None and highlight is None and flagged:
+        found = workflow.task_of(flagged[0].key.key)
+        task = found.id if found is not None else None
     chosen = _task(workflow, task, highlight)
+    values = {a.key.key: a for a in flagged}
     path_keys, path_steps, came, allowed = _marks(highlight)
     last = highlight.alert.workflow.last_normal.key if came is not None else None
+    shown = [
+        e
+        for e in chosen.edges
+        if e.share >= min_share
+        or (e.source, e.target) in path_steps
+        or (e.source == last and e.target in allowed)
+    ]
     graph = graphviz.Digraph(
         f"task {chosen.id}",
-        graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": _title(chosen, highlight)},
+        graph_attr={
+            "rankdir": "TB",
+            "fontname": "Helvetica",
+            "label": _title(chosen, len(chosen.edges) - len(shown), min_share, highlight, flagged),
+        },
         node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica", "fontsize": "10"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9"},
     )
@@ -56,10 +82,15 @@ def draw(
             attrs |= {"color": CAME_COLOUR, "penwidth": "3"}
         elif key in allowed:
             attrs |= {"color": ALLOWED_COLOUR, "penwidth": "2"}
+        label = _label(vocabulary, key)
+        if key in values:
+            attrs |= {"style": "rounded,filled", "fillcolor": FLAGGED_FILL}
+            attrs.setdefault("color", FLAGGED_COLOUR)
+            label += "\\n" + _out_of_bounds(values[key])
         shape = {"shape": "ellipse"} if key in (START, END) else {}
-        graph.node(str(key), _label(vocabulary, key), **shape, **attrs)
+        graph.node(str(key), label, **shape, **attrs)
     drawn: set[tuple[int, int]] = set()
-    for edge in chosen.edges:
+    for edge in shown:
         a, b = edge.source, edge.target
         if edge.kind is EdgeKind.CONCURRENT:
             if (b, a) in drawn:
@@ -110,12 +141,32 @@ def _marks(
     return set(keys), set(pairwise(keys)), place.happened.key, {r.key for r in place.allowed}
 
 
-def _title(task: Task, highlight: Highlight | None) -> str:
+def _title(
+    task: Task,
+    hidden: int,
+    min_share: float,
+    highlight: Highlight | None,
+    flagged: Sequence[ParamAlert],
+) -> str:
     title = f"task {task.id}: {len(task.keys)} steps, {len(task.edges)} transitions"
+    if hidden:
+        title += f" ({hidden} under {min_share:.0%} of their step's not drawn)"
     if highlight is not None and highlight.alert.workflow is not None:
         alert = highlight.alert
         title += f"\\n{alert.session} key #{alert.position}: {alert.workflow.line()}"
+    for alert in flagged:
+        if alert.key.key in task.keys:
+            title += (
+                f"\\n{alert.session} line {alert.line}: {alert.key.name} {_out_of_bounds(alert)}"
+            )
     return title
+
+
+def _out_of_bounds(alert: ParamAlert) -> str:
+    return (
+        f"{alert.dimension}={alert.value:.4g} outside "
+        f"[{alert.accepted_low:.4g}, {alert.accepted_high:.4g}]"
+    )
 
 
 def _label(vocabulary: KeyVocabulary, key: int) -> str:

@@ -1,9 +1,8 @@
 """Building DeepLog's workflow model (``export/contract/workflow.py``) from normal sessions.
 
 Two steps, as in the paper (section 4):
-- **Tasks**: keys that come near each other belong to one task. ``co_occurrence_tasks`` is the
-  paper's density-based clustering of key co-occurrence within a distance window: it needs no
-  session ids, so it also separates the tasks of an interleaved log.
+- **Tasks**: which keys belong to one task (``export/task_separation.py``); by default the
+  co-occurrence clustering, which needs no session ids.
 - **Workflow per task**: the directly-follows transitions of the task's keys in the sessions,
   each given its construct (sequence, branch, loop, concurrent) and the key model's mean
   probability of it, so the workflow is the model's view of the task as well as the data's.
@@ -19,49 +18,12 @@ import numpy as np
 
 from export.contract.vocab import END, START
 from export.contract.workflow import Edge, EdgeKind, Task, Workflow
+from export.task_separation import co_occurrence_tasks
 
 # Two keys that follow each other both ways are concurrent steps when the rarer order is at
 # least this share of the commoner one (below it, the rare order is a loop or noise) and no
 # instance goes from one to the other and back (a b a: that is a loop over them).
 CONCURRENCY_SHARE = 0.1
-
-
-def co_occurrence_tasks(
-    sequences: Sequence[Sequence[int]], distance: int = 3, threshold: float = 0.5
-) -> list[tuple[int, ...]]:
-    """Keys grouped into tasks: two keys are linked when, on at least ``threshold`` of one's
-    occurrences, the other comes within ``distance`` positions (either side, in the same
-    sequence); tasks are the linked groups (density-based, single linkage). A sequence is a
-    session, or a whole interleaved log when no ids tell sessions apart. Tasks come in the
-    order of their first key's first appearance."""
-    occurrences: Counter[int] = Counter()
-    near: Counter[tuple[int, int]] = Counter()
-    first_seen: dict[int, int] = {}
-    seen = 0
-    for sequence in sequences:
-        keys = list(sequence)
-        for p, key in enumerate(keys):
-            occurrences[key] += 1
-            first_seen.setdefault(key, seen + p)
-            around = set(keys[max(0, p - distance) : p]) | set(keys[p + 1 : p + 1 + distance])
-            for other in around - {key}:
-                near[key, other] += 1
-        seen += len(keys)
-    parent = {k: k for k in occurrences}
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for (a, b), count in near.items():
-        if count >= threshold * occurrences[a]:
-            parent[root(a)] = root(b)
-    groups: defaultdict[int, list[int]] = defaultdict(list)
-    for key in sorted(occurrences, key=first_seen.__getitem__):
-        groups[root(key)].append(key)
-    return [tuple(g) for g in sorted(groups.values(), key=lambda g: first_seen[g[0]])]
 
 
 def build_workflow(

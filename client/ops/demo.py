@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.alerts import AnyAlert, Check, KeyAlert, SessionVerdict, alert_record
+from client.alerts import AnyAlert, Check, KeyAlert, ParamAlert, SessionVerdict, alert_record
 from client.detection import open_key_model
 from client.log_anomaly import open_log_anomaly
 from client.ops.training import (
@@ -119,6 +119,7 @@ class DemoFindings:
     while_writing: Counter = field(default_factory=Counter)  # alerts seen before the log ended
     alerts: Counter = field(default_factory=Counter)
     first_key_alert: dict[str, KeyAlert] = field(default_factory=dict)  # per session
+    first_param_alert: dict[str, ParamAlert] = field(default_factory=dict)  # per session
 
     def verdict(self, verdict: SessionVerdict) -> None:
         if verdict.abnormal:
@@ -182,8 +183,9 @@ def run_demo(config: DemoConfig) -> dict:
             findings.alerts[alert.check] += 1
             if not written.is_set():
                 findings.while_writing[alert.check] += 1
-            if alert.check is Check.PARAMETER_VALUE:
+            if isinstance(alert, ParamAlert):
                 findings.param_flagged.add(alert.session)
+                findings.first_param_alert.setdefault(alert.session, alert)
             if isinstance(alert, KeyAlert):
                 findings.first_key_alert.setdefault(alert.session, alert)
             if shown[alert.check] < config.alerts_shown:
@@ -348,6 +350,16 @@ def _divergences(test: Workload, found: DemoFindings, meta: KeyModelMeta, workdi
         )
         print(f"for example {shown.session} ({test.truth[shown.session]}): {shown.workflow.line()}")
         print(f"its picture: {pictures[0]} and {pictures[1]}")
+    slow = next((a for s, a in found.first_param_alert.items() if test.truth.get(s)), None)
+    if slow is not None and meta.workflow is not None:
+        pictures = draw(
+            meta.workflow, meta.vocabulary, workdir / "workflow_slow_step", flagged=[slow]
+        )
+        print(
+            f"and where the parameter model flagged {slow.session} ({test.truth[slow.session]}): "
+            f"{slow.key.name} {slow.dimension}={slow.value:.4g}, accepted up to "
+            f"{slow.accepted_high:.4g}; its picture: {pictures[1]}"
+        )
     return {kind: [sum(h), len(h)] for kind, h in named.items()}
 
 

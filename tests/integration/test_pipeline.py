@@ -5,7 +5,15 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from client.alerts import Check, SessionVerdict, alert_from_json, alert_id, alert_record
+from client.alerts import (
+    Check,
+    ParamAlert,
+    SessionVerdict,
+    alert_from_json,
+    alert_id,
+    alert_record,
+    key_ref,
+)
 from client.cli import main
 from client.detection import KeyModel
 from client.feedback import FeedbackStore
@@ -13,6 +21,7 @@ from client.ops.workload import Workload, WorkloadConfig, generate_workload
 from client.pipeline import StreamConfig, StreamSummary, detect_stream
 from client.sessions import CloseCause
 from client.triton_client import InferenceError
+from export.contract.vocab import FIRST_KEY
 
 TEST_WORKLOAD = WorkloadConfig(blocks=400, anomaly_rate=0.08, seed=12, malformed_lines=8)
 
@@ -124,6 +133,37 @@ def test_the_workflow_command_draws_where_an_alert_s_session_left_the_workflow(
     svg = (tmp_path / "pictures" / "alert.svg").read_text()
     assert "came instead" in svg and alert.actual.name in svg
     assert (tmp_path / "pictures" / "alert.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # With a parameter-value alert of the same session beside it: its step is marked too.
+    flagged = next(k for k in keys[alert.session] if k >= FIRST_KEY)
+    slow = ParamAlert(
+        alert.session,
+        5,
+        key_ref(workload_model.meta.vocabulary, flagged),
+        "gap_s",
+        155.0,
+        7.5,
+        1.0,
+        23.6,
+        "deeplog_params",
+        1,
+    )
+    with FeedbackStore(store) as feedback:
+        feedback.record([slow], keys, workload_model.meta.vocabulary.fingerprint)
+    both = tmp_path / "pictures" / "both"
+    assert (
+        main(
+            [*argv[:-2], "--out", str(both), "--alert", alert_id(alert), "--alert", alert_id(slow)]
+        )
+        == 0
+    )
+    assert "gap_s=155 outside [1, 23.6]" in both.with_suffix(".svg").read_text()
+    assert (
+        main(
+            [*argv[:-2], "--out", str(both), "--alert", alert_id(alert), "--alert", alert_id(alert)]
+        )
+        == 1
+    )
+    assert "one log-key alert at most" in capsys.readouterr().err
     # Without an alert: the task alone; a task it does not have is a one-line error.
     assert main([*argv[:-2], "--out", str(tmp_path / "pictures" / "task")]) == 0
     assert "came instead" not in (tmp_path / "pictures" / "task.svg").read_text()

@@ -2,6 +2,7 @@
 perf_analyzer's CSV and input files, the replicated log."""
 
 import json
+from itertools import pairwise
 
 import numpy as np
 
@@ -65,3 +66,28 @@ def test_each_copy_of_a_replicated_log_has_its_own_sessions():
         c.replace(s[0].encode(), b"") == copies[0].replace(sessions[0][0].encode(), b"")
         for c, s in zip(copies, sessions, strict=True)
     )
+
+
+def test_the_workflow_evaluation_s_interleaving_keeps_each_session_s_order():
+    from benchmarks.evaluations.workflow import interleave
+
+    sessions = [[3, 4, 5, 6]] * 30 + [[10, 11]] * 30
+    keys, owners = interleave(sessions, concurrency=5, seed=1)
+    assert sorted(keys) == sorted(k for s in sessions for k in s)
+    for i, session in enumerate(sessions):
+        assert [k for k, o in zip(keys, owners, strict=True) if o == i] == session
+    # Five sessions open at a time: most keys do not follow one of their own session.
+    assert sum(a != b for a, b in pairwise(owners)) > len(keys) / 2
+
+
+def test_separated_tasks_are_scored_by_pairs_and_the_adjusted_rand_index():
+    from benchmarks.evaluations.workflow import adjusted_rand_index, score_separation
+
+    assert adjusted_rand_index([0, 0, 1, 1], [5, 5, 7, 7]) == 1.0
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]) < 0
+    truth = [(3, 4, 5), (6, 7)]
+    assert score_separation(truth, truth, [3, 4, 5, 6, 7]) == (1.0, 1.0, 1.0)
+    precision, recall, _ = score_separation([(3, 4), (5,), (6, 7, 9)], truth, [3, 4, 5, 6, 7, 9])
+    # together and truly: (3,4), (6,7); found together but apart in truth: (6,9), (7,9) (9 is
+    # in no true task); truly together but split: (3,5), (4,5)
+    assert (precision, recall) == (0.5, 0.5)

@@ -1,11 +1,14 @@
-"""DeepLog's workflow model: tasks from key co-occurrence, each task's constructs, and where a
-flagged step left the workflow."""
+"""DeepLog's workflow model: tasks separated without ids (key co-occurrence, the key model's
+predictions), each task's constructs, and where a flagged step left the workflow."""
+
+from itertools import pairwise
 
 import numpy as np
 
 from export.contract.vocab import END, START
 from export.contract.workflow import EdgeKind, Workflow
-from export.workflow import build_workflow, co_occurrence_tasks, directly_follows
+from export.task_separation import Linkage, co_occurrence_tasks, predicted_tasks
+from export.workflow import build_workflow, directly_follows
 
 
 def _kinds(workflow: Workflow) -> dict[tuple[int, int], EdgeKind]:
@@ -80,6 +83,32 @@ def test_interleaved_tasks_without_ids_are_separated_by_key_co_occurrence():
     stream = _interleaved(np.random.default_rng(7), truth, 600)
     found = co_occurrence_tasks([stream], distance=2, threshold=0.5)
     assert sorted(sorted(t) for t in found) == sorted(truth)
+
+
+def test_a_key_that_is_half_the_log_joins_no_task_when_linkage_is_mutual():
+    # Every other line is a health check (key 9): it comes near every key of every task.
+    truth = [[3, 4, 5, 6], [10, 11, 12]]
+    tasks = _interleaved(np.random.default_rng(3), truth, 400)
+    stream = [k for key in tasks for k in (key, 9)]
+    assert len(co_occurrence_tasks([stream], distance=2, linkage=Linkage.ONE_WAY)) == 1
+    found = co_occurrence_tasks([stream], distance=2, linkage=Linkage.MUTUAL)
+    assert sorted(sorted(t) for t in found) == sorted([*truth, [9]])
+
+
+def test_interleaved_tasks_without_ids_are_separated_by_the_key_model_s_predictions():
+    truth = [[3, 4, 5, 6], [10, 11, 12], [20, 21, 22, 23, 24]]
+    stream = _interleaved(np.random.default_rng(7), truth, 600)
+    # A model that knows each task's order: the next step of the key before it is likely,
+    # anything else (another task's step coming in between, a task's start) is not.
+    after = {a: b for t in truth for a, b in pairwise(t)}
+    probabilities = np.array(
+        [0.05] + [0.9 if after.get(a) == b else 0.05 for a, b in pairwise(stream)]
+    )
+    found = predicted_tasks([stream], [probabilities])
+    assert sorted(sorted(t) for t in found) == sorted(truth)
+    # Where the model predicts nothing, every key is a divergence point: no task forms.
+    flat = predicted_tasks([stream], [np.full(len(stream), 0.05)])
+    assert all(len(t) == 1 for t in flat)
 
 
 def test_each_task_gets_its_own_workflow_over_its_own_keys():
