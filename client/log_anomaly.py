@@ -314,8 +314,9 @@ class SessionDetector:
     def _alerts(self, part: _SessionPart, final: bool, result: SessionResult) -> list[AnyAlert]:
         meta = self.model.keys.meta
         # Each step's window is the key before it: all an alert needs to place it in the
-        # workflow (the server built the full windows itself).
-        before = [START, *part.keys]
+        # workflow (the server built the full windows itself). A later part of a session
+        # continues from the last key of the part before it.
+        before = [part.context[-1] if part.context else START, *part.keys]
         steps = [
             Step(part.session, part.start + i, (before[i],), key, line)
             for i, (key, line) in enumerate(zip(part.keys, part.lines, strict=True))

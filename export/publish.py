@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,10 @@ REPLAY_FILE = "replay.npz"  # normal training windows, replayed by the online up
 CHECK_NORMAL_FILE = "check_normal.json"  # normal sessions a retrain must not start flagging
 REPLAY_WINDOWS = 100_000  # all of HDFS's 79,821 training windows; a sample beyond that
 CHECK_SESSIONS = 2_000
+# The normal sessions a version's workflow is built of, kept so that a retrain builds its
+# workflow from them and the fed-back ones (not from those alone); a sample beyond this many.
+WORKFLOW_SESSIONS = 20_000
+WORKFLOW_FILE = "workflow_sessions.json"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,17 @@ class RetrainData:
     replay_keys: np.ndarray  # [n]
     check_normal: list[list[int]]  # normal sessions a retrain must not start flagging
     check_source: str
+    # The normal sessions the version's workflow is built of (all of training's, held out
+    # included, up to WORKFLOW_SESSIONS; a retrain adds the fed-back ones).
+    workflow_sessions: list[list[int]] = field(default_factory=list)
+
+    def with_normal(self, sessions: list[list[int]], seed: int = 0) -> list[list[int]]:
+        """The workflow's sessions with ``sessions`` added: up to WORKFLOW_SESSIONS in all,
+        the new ones first (a sample of them if they alone are more), then a sample of the
+        old ones."""
+        rng = np.random.default_rng(seed)
+        new = _sample([[int(k) for k in s] for s in sessions], WORKFLOW_SESSIONS, rng)
+        return _sample(self.workflow_sessions, WORKFLOW_SESSIONS - len(new), rng) + new
 
     @classmethod
     def from_training(
@@ -73,7 +87,8 @@ class RetrainData:
             check = [trained_on[i] for i in picked]
             source = "a sample of the training sessions (g was fixed, nothing held out)"
         check = [[int(k) for k in s] for s in check[:CHECK_SESSIONS]]
-        return cls(windows[sample], keys[sample], check, source)
+        data = cls(windows[sample], keys[sample], check, source)
+        return replace(data, workflow_sessions=data.with_normal(trained_on + held_out, config.seed))
 
 
 def publish_key_model(
@@ -85,13 +100,13 @@ def publish_key_model(
     retrain: RetrainData,
     training: dict[str, Any],
     keep: int = 2,
-    normal_sessions: Sequence[Sequence[int]] = (),
 ) -> int:
     """Export to ONNX, check parity on replay windows, write the version; returns it.
 
     Beside the ONNX file the version keeps what a later retrain needs: the weights, the replay
-    windows and the check sessions. Its metadata carries the workflow of its tasks, built from
-    ``normal_sessions`` and the check sessions with this model's probabilities.
+    windows, the check sessions and the sessions its workflow is built of. Its metadata carries
+    the workflow of its tasks, built from ``retrain.workflow_sessions`` with this model's
+    probabilities.
     """
     replay_windows, replay_keys = retrain.replay_windows, retrain.replay_keys
     check_normal = retrain.check_normal
@@ -103,7 +118,7 @@ def publish_key_model(
         {"WINDOWS": keys, "NEXT_KEY": keys},
         widths_of(DEEPLOG_KEYS, probe),
     ).eval()
-    sessions = [[int(k) for k in s] for s in normal_sessions] + check_normal
+    sessions = retrain.workflow_sessions
     probabilities = next_key_probabilities(model, sessions, config.window, config.end_marker)
     workflow = build_workflow(sessions, probabilities)
 
@@ -115,6 +130,7 @@ def publish_key_model(
         torch.save(model.state_dict(), folder / WEIGHTS_FILE)
         np.savez_compressed(folder / REPLAY_FILE, windows=replay_windows, next_keys=replay_keys)
         (folder / CHECK_NORMAL_FILE).write_text(json.dumps(check_normal))
+        (folder / WORKFLOW_FILE).write_text(json.dumps(sessions))
         return {
             "window": config.window,
             "top_g": top_g,
@@ -129,6 +145,13 @@ def publish_key_model(
         }
 
     return write_version(repository, DEEPLOG_KEYS, fill, keep=keep)
+
+
+def _sample(sessions: list[list[int]], n: int, rng: np.random.Generator) -> list[list[int]]:
+    """``n`` of ``sessions`` at most, in their order."""
+    if len(sessions) <= n:
+        return sessions
+    return [sessions[i] for i in sorted(rng.choice(len(sessions), n, replace=False))]
 
 
 @dataclass(frozen=True)
@@ -158,7 +181,11 @@ class KeyVersion:
             windows, keys = replay["windows"], replay["next_keys"]
         check = json.loads((folder / CHECK_NORMAL_FILE).read_text())
         source = raw["check_normal"]["source"]
-        return cls(meta, config, model, RetrainData(windows, keys, check, source))
+        # A version published before workflows kept their sessions: its check sessions
+        # stand in (what its workflow, if any, was partly built of).
+        kept = folder / WORKFLOW_FILE
+        workflow = json.loads(kept.read_text()) if kept.is_file() else check
+        return cls(meta, config, model, RetrainData(windows, keys, check, source, workflow))
 
 
 def publish_param_model(

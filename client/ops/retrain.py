@@ -215,11 +215,14 @@ def retrain_keys(
 
     # The fed-back windows join the replay, so a later update does not unlearn them.
     fx, fy = windows_of_sessions(feedback, *check)
+    # Its workflow: the previous version's sessions and the fed-back ones, so a retrain
+    # widens the workflow by what was fed back and keeps what it had.
     retrain = RetrainData(
         np.concatenate([current.retrain.replay_windows, fx]),
         np.concatenate([current.retrain.replay_keys, fy]),
         current.retrain.check_normal,
         current.retrain.check_source,
+        current.retrain.with_normal(feedback, current.config.seed),
     )
     training = {
         "source": f"online update of v{meta.version} on {len(feedback)} false-positive sessions"
@@ -244,7 +247,6 @@ def retrain_keys(
             retrain,
             training,
             0,
-            normal_sessions=feedback,  # with the check sessions: what its workflow is built of
         ),
     )
     store.mark_templates_used([t.id for t in templates], f"{result.model} v{result.new_version}")

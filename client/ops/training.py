@@ -133,7 +133,6 @@ def train_and_publish(
         repository,
         retrain,
         training,
-        normal_sessions=trained_on,
     )
 
 

@@ -130,3 +130,24 @@ def test_sessions_diagnosed_abnormal_raise_alerts_with_similar_past_units(
         assert alert.lines[0] == 1000 * int(alert.session.split("_")[1])
     key_alerts = [a for a in alerts if a.check is Check.LOG_KEY]
     assert {a.session for a in key_alerts} == {s for s, r in results.items() if r.abnormal}
+
+
+def test_a_session_checked_in_parts_is_placed_in_its_workflow_as_when_whole(
+    triton, hdfs_model, asgnet_release, abnormal_sessions
+):
+    def key_alerts(part_keys: int | None) -> set:
+        detector = SessionDetector(open_log_anomaly(triton, hdfs_model, load=False))
+        for n, keys in enumerate(abnormal_sessions[:40]):
+            for position, key in enumerate(keys):
+                detector.push(f"blk_{n}", key, line=position)
+                if part_keys and (position + 1) % part_keys == 0 and position + 1 < len(keys):
+                    detector.close(f"blk_{n}", final=False)
+            detector.close(f"blk_{n}")
+        return {
+            (a.session, a.position, a.workflow.last_normal.key, a.workflow.happened.key)
+            for a in detector.flush()
+            if not isinstance(a, PartResult) and a.check is Check.LOG_KEY
+        }
+
+    whole = key_alerts(None)
+    assert whole and key_alerts(4) == whole

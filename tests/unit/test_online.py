@@ -81,6 +81,33 @@ def test_a_version_keeps_what_a_retrain_continues_from(trained, tmp_path):
     assert _check(loaded.model) == _check(trained)
     assert len(loaded.retrain.replay_windows) == len(retrain.replay_windows)
     assert loaded.retrain.check_normal[0] == NORMAL
+    assert loaded.retrain.workflow_sessions == [NORMAL] * 200
+
+
+def test_a_retrained_version_s_workflow_keeps_the_old_one_s_and_adds_what_was_fed_back(
+    trained, tmp_path
+):
+    first = RetrainData.from_training([NORMAL] * 200, [], CONFIG)
+    version = publish_key_model(trained, CONFIG, 2, VOCAB, tmp_path, first, {})
+    loaded = KeyVersion.load(tmp_path, version)
+    grown = RetrainData(
+        loaded.retrain.replay_windows,
+        loaded.retrain.replay_keys,
+        loaded.retrain.check_normal,
+        loaded.retrain.check_source,
+        loaded.retrain.with_normal([RARE]),
+    )
+    retrained = publish_key_model(trained, CONFIG, 2, VOCAB, tmp_path, grown, {})
+    (task,) = KeyVersion.load(tmp_path, retrained).meta.workflow.tasks
+    assert task.edge(4, 5).count == 200 and task.edge(4, 8).count == 1  # the old, and the new
+
+
+def test_the_sessions_a_workflow_is_built_of_are_capped_keeping_the_fed_back_ones(monkeypatch):
+    monkeypatch.setattr("export.publish.WORKFLOW_SESSIONS", 50)
+    data = RetrainData.from_training([NORMAL] * 200, [], CONFIG)
+    assert len(data.workflow_sessions) == 50
+    grown = data.with_normal([RARE] * 10)
+    assert len(grown) == 50 and grown[-10:] == [RARE] * 10
 
 
 def test_retired_numbers_are_never_reused_and_pruning_keeps_the_newest(trained, tmp_path):
