@@ -282,7 +282,14 @@ def _boundary_edges(task: Sequence[int]) -> set[tuple[int, int]]:
     return {(START, k) for k in task} | {(k, END) for k in task}
 
 
-def _edge_row(dataset, setting, task, built, truth, names: KeyVocabulary) -> EdgeRow:
+def _edge_row(
+    dataset: str,
+    setting: str,
+    task: Sequence[int],
+    built: set[tuple[int, int]],
+    truth: set[tuple[int, int]],
+    names: KeyVocabulary,
+) -> EdgeRow:
     hit = len(built & truth)
     shown = " ".join(names.name(k) for k in task[:6]) + (" ..." if len(task) > 6 else "")
     return EdgeRow(
