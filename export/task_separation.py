@@ -10,9 +10,10 @@ section 4.1). The paper's two ways, for logs whose lines carry no session id:
   grouped as ``session_tasks`` groups them, whichever order they come in (so concurrent
   steps, which follow each other both ways, land in one task).
 
-``session_tasks`` is the rule where ids do tell sessions apart (and the truth the two are
-measured against in ``make eval-workflow``). All return tasks as tuples of keys, keys and
-tasks in the order they first appear.
+``session_tasks`` groups keys by the sessions that hold them: what ``predicted_tasks`` does
+with its stretches, and the truth the methods are measured against in ``make eval-workflow``
+(publishing, where ids tell sessions apart, uses co-occurrence, one way). All return tasks as
+tuples of keys, keys and tasks in the order they first appear.
 """
 
 from __future__ import annotations
@@ -112,20 +113,15 @@ def predicted_tasks(
     A key is a divergence point where the model found it no more than ``divergence`` above
     chance (its share of the log; 0: no likelier than chance); the sequences are cut there,
     and the stretches grouped as sessions are (``session_tasks`` at ``threshold``)."""
-    occurrences: Counter[int] = Counter(k for s in sequences for k in s)
-    total = sum(occurrences.values())
-    stretches = list(divergence_stretches(sequences, probabilities, occurrences, total, divergence))
-    return session_tasks(stretches, threshold)
+    return session_tasks(list(_stretches(sequences, probabilities, divergence)), threshold)
 
 
-def divergence_stretches(
-    sequences: Sequence[Sequence[int]],
-    probabilities: Sequence[np.ndarray],
-    occurrences: Counter[int],
-    total: int,
-    divergence: float,
+def _stretches(
+    sequences: Sequence[Sequence[int]], probabilities: Sequence[np.ndarray], divergence: float
 ) -> Iterable[list[int]]:
     """The sequences cut before every divergence point (see ``predicted_tasks``)."""
+    occurrences: Counter[int] = Counter(k for s in sequences for k in s)
+    total = sum(occurrences.values())
     for keys, probs in zip(sequences, probabilities, strict=True):
         stretch: list[int] = []
         for key, prob in zip(keys, probs, strict=False):
@@ -142,10 +138,7 @@ def _linked_groups(
 ) -> list[tuple[int, ...]]:
     """The connected groups of keys under ``links`` (union-find), every key of the sequences
     in one; keys and groups in the order of first appearance."""
-    first_seen: dict[int, int] = {}
-    for sequence in sequences:
-        for key in sequence:
-            first_seen.setdefault(key, len(first_seen))
+    first_seen = dict.fromkeys(k for sequence in sequences for k in sequence)
     parent = {k: k for k in first_seen}
 
     def root(k: int) -> int:

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from client.ops.demo import DemoConfig, run_demo
 from client.workflow_picture import draw
 from export.contract.vocab import END, START, KeyVocabulary
+from export.contract.workflow import Workflow
 from export.deeplog_keys import KeyModelConfig, next_key_probabilities, train_key_model
 from export.hdfs_data import data_dir, hdfs_vocabulary, read_key_sessions, read_labelled_sessions
 from export.task_separation import (
@@ -227,10 +228,9 @@ def sensitivity(
     stream: list[int],
     probabilities: np.ndarray,
     truth_name: str,
-    sessions: list[list[int]],
+    truth: list[tuple[int, ...]],
 ) -> list[SeparationRow]:
     """The mutual co-occurrence and the key model's separation at the grid's settings."""
-    truth = session_tasks(sessions)
     tried = [
         (
             f"co-occurrence, mutual, d={d}, t={t}",
@@ -268,14 +268,19 @@ def hidden_id_edges(
         if len(task) < 2:
             continue
         members = set(task)
-        projected = [k for k in stream if k in members]
-        workflow = build_workflow([projected], tasks=[task])
+        workflow = _hidden_id_workflow(stream, task)
         built = {(e.source, e.target) for e in workflow.tasks[0].edges} - _boundary_edges(task)
         truth = set(directly_follows([[k for k in s if k in members] for s in sessions]))
         truth -= _boundary_edges(task)
         if truth:
             rows.append(_edge_row(dataset, f"ids hidden, {method.name}", task, built, truth, names))
     return rows
+
+
+def _hidden_id_workflow(stream: list[int], task: Sequence[int]) -> Workflow:
+    """A separated task's workflow with ids hidden: its keys in log order, one sequence."""
+    members = set(task)
+    return build_workflow([[k for k in stream if k in members]], tasks=[tuple(task)])
 
 
 def _boundary_edges(task: Sequence[int]) -> set[tuple[int, int]]:
@@ -314,40 +319,26 @@ def evaluate_openstack(config: WorkflowEvalConfig, report: WorkflowReport) -> No
             by_request[row["ADDR"].split()[0]].append(key)
     requests = [s for s in by_request.values() if len(s) <= _REQUEST_LINES]
     truths = {"instances": list(by_instance.values()), "requests": requests}
-    methods, probabilities = separate(stream, vocabulary.size, config.openstack_model)
-    _score("OpenStack", stream, truths, methods, report)
-    report.sensitivity += sensitivity("OpenStack", stream, probabilities, "requests", requests)
-    for method in methods:
-        report.tasks_found[f"OpenStack, {method.name}"] = [
-            [vocabulary.name(k) for k in t] for t in method.tasks
-        ]
-        report.edges += hidden_id_edges("OpenStack", method, stream, requests, vocabulary)
+    methods = _measure(
+        "OpenStack", stream, truths, "requests", vocabulary, config.openstack_model, report
+    )
     # The picture: VM creation as separated with ids hidden, the narrowest task either
     # method put its first step ("Attempting claim") in.
     claim = vocabulary.key_of_name("E1")
     task = min((t for m in methods for t in m.tasks if claim in t), key=len)
-    members = set(task)
-    workflow = build_workflow([[k for k in stream if k in members]], tasks=[task])
     out = config.reports / "workflow_openstack_create"
-    report.pictures += [str(p) for p in draw(workflow, vocabulary, out)]
+    report.pictures += [str(p) for p in draw(_hidden_id_workflow(stream, task), vocabulary, out)]
 
 
 def evaluate_hdfs(config: WorkflowEvalConfig, report: WorkflowReport) -> None:
     raw = list(read_key_sessions(data_dir() / "hdfs_train"))
     vocabulary = hdfs_vocabulary(raw)
     sessions = [[vocabulary.key_of_name(k) for k in s] for s in raw]
-    truth = {"blocks": sessions}
     for concurrency in tqdm(config.concurrency, desc="HDFS interleavings", unit="level"):
         stream, _ = interleave(sessions, concurrency, config.seed)
-        methods, probabilities = separate(stream, vocabulary.size, config.hdfs_model)
         dataset = f"HDFS, {concurrency:g} open"
-        _score(dataset, stream, truth, methods, report)
-        report.sensitivity += sensitivity(dataset, stream, probabilities, "blocks", sessions)
-        for method in methods:
-            report.tasks_found[f"{dataset}, {method.name}"] = [
-                [vocabulary.name(k) for k in t] for t in method.tasks
-            ]
-            report.edges += hidden_id_edges(dataset, method, stream, sessions, vocabulary)
+        truths = {"blocks": sessions}
+        _measure(dataset, stream, truths, "blocks", vocabulary, config.hdfs_model, report)
     # ids known: the workflow publish stores, against other normal sessions' DFG.
     workflow = build_workflow(sessions)
     held_out = [
@@ -365,17 +356,21 @@ def evaluate_hdfs(config: WorkflowEvalConfig, report: WorkflowReport) -> None:
     report.pictures += [str(p) for p in draw(workflow, vocabulary, out)]
 
 
-def _score(
+def _measure(
     dataset: str,
     stream: list[int],
     truths: dict[str, list[list[int]]],
-    methods: list[Method],
+    main_truth: str,
+    vocabulary: KeyVocabulary,
+    model: KeyModelConfig,
     report: WorkflowReport,
-) -> None:
+) -> list[Method]:
+    """Both methods on one interleaved log, scored against each truth (the sensitivity grid
+    and the workflow edges against ``main_truth``'s sessions); returns the methods."""
+    methods, probabilities = separate(stream, vocabulary.size, model)
     for truth_name, sessions in truths.items():
         truth = session_tasks(sessions)
         for method in methods:
-            precision, recall, ari = score_separation(method.tasks, truth, stream)
             report.separation.append(
                 SeparationRow(
                     dataset,
@@ -383,12 +378,17 @@ def _score(
                     len(truth),
                     method.name,
                     len(method.tasks),
-                    precision,
-                    recall,
-                    ari,
+                    *score_separation(method.tasks, truth, stream),
                     method.seconds,
                 )
             )
+        if truth_name == main_truth:
+            report.sensitivity += sensitivity(dataset, stream, probabilities, truth_name, truth)
+    for method in methods:
+        report.tasks_found[f"{dataset}, {method.name}"] = [
+            [vocabulary.name(k) for k in t] for t in method.tasks
+        ]
+        report.edges += hidden_id_edges(dataset, method, stream, truths[main_truth], vocabulary)
     keys = sorted(set(stream))
 
     def labels(tasks: list[tuple[int, ...]]) -> list[int]:
@@ -397,6 +397,7 @@ def _score(
 
     mutual, predicted = methods[1], methods[2]
     report.agreement[dataset] = adjusted_rand_index(labels(mutual.tasks), labels(predicted.tasks))
+    return methods
 
 
 def evaluate_demo(config: WorkflowEvalConfig, report: WorkflowReport) -> None:
@@ -427,7 +428,7 @@ def run_workflow_evaluation(config: WorkflowEvalConfig) -> WorkflowReport:
             indent=1,
         )
     )
-    (config.reports / "workflow.md").write_text(render(report, config))
+    (config.reports / "workflow.md").write_text(render(report))
     print((config.reports / "workflow.md").read_text())
     return report
 
@@ -454,7 +455,7 @@ def _sensitivity_table(rows: list[SeparationRow]) -> list[str]:
     return out
 
 
-def render(report: WorkflowReport, config: WorkflowEvalConfig) -> str:
+def render(report: WorkflowReport) -> str:
     lines = [
         "# DeepLog workflow construction (`make eval-workflow`)",
         "",

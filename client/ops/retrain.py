@@ -239,14 +239,7 @@ def retrain_keys(
         result,
         pending,
         lambda: publish_key_model(
-            updated,
-            current.config,
-            top_g,
-            vocabulary,
-            repository,
-            retrain,
-            training,
-            0,
+            updated, current.config, top_g, vocabulary, repository, retrain, training, 0
         ),
     )
     store.mark_templates_used([t.id for t in templates], f"{result.model} v{result.new_version}")

@@ -125,15 +125,7 @@ def train_and_publish(
         **asdict(report),
     }
     retrain = RetrainData.from_training(trained_on, held_out, config)
-    return publish_key_model(
-        model,
-        config,
-        report.top_g,
-        vocabulary,
-        repository,
-        retrain,
-        training,
-    )
+    return publish_key_model(model, config, report.top_g, vocabulary, repository, retrain, training)
 
 
 def train_and_publish_params(
