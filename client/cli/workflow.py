@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from client.cli.args import BadArguments, add_server_arguments, add_store_argument, client_security
-from client.workflow_picture import MIN_SHARE
+from client.workflow_picture import MIN_SHARE, Highlight, draw
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -49,15 +49,16 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     from client.detection import served_key_meta
     from client.feedback import FeedbackStore
     from client.triton_client import TritonClient
-    from client.workflow_picture import Highlight, draw
     from export.contract.specs import DEEPLOG_KEYS
 
     highlight, flagged, version = None, [], args.version
-    if args.alert and not args.store.is_file():
-        raise FileNotFoundError(f"no feedback store {args.store}")
-    for alert_id in args.alert:
+    stored_alerts = []
+    if args.alert:
+        if not args.store.is_file():
+            raise FileNotFoundError(f"no feedback store {args.store}")
         with FeedbackStore(args.store) as store:
-            stored = store.alert(alert_id)
+            stored_alerts = [(alert_id, store.alert(alert_id)) for alert_id in args.alert]
+    for alert_id, stored in stored_alerts:
         if isinstance(stored.alert, ParamAlert):
             flagged.append(stored.alert)
             continue
