@@ -36,6 +36,7 @@ from client.parsing import BAD_TIME, LogParser, ParseStats
 from client.sessions import CloseCause, OpenSession, SessionTable, StreamClock
 from client.sources import Position, Record
 from client.stage_clock import PARAMS, PARSE, SESSIONS, StageClock
+from client.step_detection import StepModel, StepStreamingDetector
 from client.triton_client import InferenceError, ServerUnavailable
 from export.contract.errors import VersionMismatch
 from export.contract.specs import DEEPLOG_KEYS
@@ -117,7 +118,18 @@ class StreamEngine:
         params: ParamModel | None = None,
         diagnose: LogAnomalyModel | None = None,
         resume: Checkpoint | None = None,
+        steps: StepModel | None = None,
     ) -> None:
+        """``steps``: check keys with the stepwise model (state carried per session) instead
+        of the windowed one; ``model`` still names the keys (the two must share them)."""
+        if steps is not None and steps.meta.vocabulary != model.meta.vocabulary:
+            raise VersionMismatch(
+                f"deeplog_steps v{steps.meta.version} was trained on vocabulary "
+                f"{steps.meta.vocabulary.fingerprint}, deeplog_keys v{model.meta.version} on "
+                f"{model.meta.vocabulary.fingerprint}: their key ids do not mean the same templates"
+            )
+        if steps is not None and diagnose is not None:
+            raise ValueError("the log_anomaly ensemble runs the windowed key model: no steps")
         if params is not None and not model.meta.vocabulary.extends(params.meta.vocabulary):
             raise VersionMismatch(
                 f"{params.meta.model} v{params.meta.version} was trained on vocabulary "
@@ -137,11 +149,19 @@ class StreamEngine:
         # closes nothing.
         self._window: tuple[int, str] | None = None
         self.stages = StageClock()
-        self.detector: StreamingDetector | SessionDetector = (
-            SessionDetector(diagnose, max_delay_s=config.max_delay_s, clock=self.stages)
-            if diagnose is not None
-            else StreamingDetector(model, config.batch_windows, config.max_delay_s, self.stages)
-        )
+        self.detector: StreamingDetector | SessionDetector | StepStreamingDetector
+        if diagnose is not None:
+            self.detector = SessionDetector(
+                diagnose, max_delay_s=config.max_delay_s, clock=self.stages
+            )
+        elif steps is not None:
+            self.detector = StepStreamingDetector(
+                steps, config.batch_windows, config.max_delay_s, self.stages
+            )
+        else:
+            self.detector = StreamingDetector(
+                model, config.batch_windows, config.max_delay_s, self.stages
+            )
         self.params = (
             ParamDetector(params, max_delay_s=config.max_delay_s) if params is not None else None
         )
@@ -516,11 +536,18 @@ def detect_stream(
     on_verdict: Callable[[SessionVerdict], None] | None = None,
     config: StreamConfig = StreamConfig(),
     progress: Callable[[int], None] | None = None,
+    steps: StepModel | None = None,
 ) -> StreamSummary:
     """Check a finite sequence of lines to its end: every session closes (by its end rule,
     idle time, or the end of the lines) and gets its verdict."""
     engine = StreamEngine(
-        model, CallbackOutputs(on_alert, on_verdict), log_format, config, params, diagnose
+        model,
+        CallbackOutputs(on_alert, on_verdict),
+        log_format,
+        config,
+        params,
+        diagnose,
+        steps=steps,
     )
     offset = 0
     for line_no, raw in enumerate(lines, start=1):

@@ -18,11 +18,18 @@ from tokenizers import Tokenizer
 
 from export.contract.io_spec import ModelSpec
 from export.contract.metas import KeyModelMeta, read_meta
-from export.contract.specs import ASGNET_TOKENIZER, DEEPLOG_KEYS, PARAM_FORMATS
+from export.contract.specs import ASGNET_TOKENIZER, DEEPLOG_KEYS, DEEPLOG_STEPS, PARAM_FORMATS
 from export.contract.vocab import KeyVocabulary
 from export.contract.windows import windows_of_sessions
 from export.deeplog_keys import KeyLSTM, KeyModelConfig, KeyModelServing, next_key_probabilities
 from export.deeplog_params import ParamModelConfig, TrainedParamModel
+from export.deeplog_steps import (
+    StepLSTM,
+    StepModelConfig,
+    StepModelServing,
+    padded_sessions,
+    wire_sequence_lengths,
+)
 from export.input_guard import InputGuard, widths_of
 from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
@@ -145,6 +152,63 @@ def publish_key_model(
         }
 
     return write_version(repository, DEEPLOG_KEYS, fill, keep=keep)
+
+
+def step_probe(
+    sessions: list[list[int]], state_width: int, rng: np.random.Generator, rows: int = 512
+) -> dict[str, np.ndarray]:
+    """Requests to check an exported step model on: stretches of real sessions, cut at random
+    points, of random lengths, read from random states (the state a stretch starts from is
+    anything a session could have reached)."""
+    picked = [sessions[i] for i in rng.choice(len(sessions), min(rows, len(sessions)))]
+    inputs, targets = padded_sessions(picked)
+    keys = np.concatenate([inputs, np.maximum(targets[:, -1:], 0)], axis=1)
+    lengths = np.array([[rng.integers(2, len(s) + 3)] for s in picked], dtype=np.int64)
+    state = rng.normal(0, 0.5, (len(picked), state_width)).astype(np.float32)
+    return {"KEYS": keys, "LENGTHS": lengths, "STATE": state}
+
+
+def publish_step_model(
+    model: StepLSTM,
+    config: StepModelConfig,
+    top_g: int,
+    vocabulary: KeyVocabulary,
+    repository: Path,
+    sessions: list[list[int]],
+    training: dict[str, Any],
+    keep: int = 2,
+) -> int:
+    """Export the step model to ONNX with its rows' lengths wired into the LSTM nodes, check
+    parity against PyTorch on stretches of ``sessions``, write the version; returns it."""
+    rng = np.random.default_rng(config.seed)
+    probe = step_probe(sessions, config.state_width(), rng)
+    serving = InputGuard(
+        StepModelServing(model, top_g),
+        DEEPLOG_STEPS,
+        # Lengths above the row's width are the serving module's to refuse.
+        {"KEYS": (0, vocabulary.size), "LENGTHS": (2, 2**31)},
+        widths_of(DEEPLOG_STEPS, probe),
+    ).eval()
+
+    def fill(folder: Path, version: int) -> dict[str, Any]:
+        path = folder / DEEPLOG_STEPS.default_model_filename
+        example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
+        export_onnx(serving, example, path)
+        wire_sequence_lengths(str(path))
+        parity = check_parity(serving, DEEPLOG_STEPS, probe, path)
+        torch.save(model.state_dict(), folder / WEIGHTS_FILE)
+        return {
+            "top_g": top_g,
+            "end_marker": True,
+            "state_width": config.state_width(),
+            "vocabulary": vocabulary.to_json(),
+            "vocabulary_fingerprint": vocabulary.fingerprint,
+            "model_config": asdict(config),
+            "parity": parity_summary(parity),
+            "training": training,
+        }
+
+    return write_version(repository, DEEPLOG_STEPS, fill, keep=keep)
 
 
 def _sample(sessions: list[list[int]], n: int, rng: np.random.Generator) -> list[list[int]]:

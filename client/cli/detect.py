@@ -62,6 +62,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="DeepLog's key check only (deeplog_keys), even where ASGNet is served",
     )
     detect.add_argument(
+        "--steps",
+        action="store_true",
+        help="check keys with the stepwise model (deeplog_steps: each key read once, every "
+        "session's LSTM state carried by this client) instead of the windowed deeplog_keys; "
+        "DeepLog only, no ASGNet diagnosis",
+    )
+    detect.add_argument(
         "--version",
         type=int,
         default=None,
@@ -155,8 +162,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from client.outputs import AlertRecorder, DetectionOutputs, JsonLinesLog
     from client.param_detection import open_param_model
     from client.pipeline import StreamEngine, run_stream
+    from client.step_detection import open_step_model
     from client.triton_client import RetryPolicy, TritonClient
-    from export.contract.specs import DEEPLOG_KEYS, PARAM_FORMATS
+    from export.contract.specs import DEEPLOG_KEYS, DEEPLOG_STEPS, PARAM_FORMATS
 
     if (args.log is None) == (args.source is None):
         return _usage("name a log file (or - for standard input), or a log bus with --source")
@@ -167,6 +175,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     stdin = args.log == "-"
     if stdin and (args.follow or args.checkpoint):
         return _usage("standard input can be neither followed nor resumed: name a file")
+    if args.steps and args.source:
+        return _usage("--steps checks files and standard input; a bus worker runs deeplog_keys")
     if args.checkpoint and not args.alerts:
         return _usage("--checkpoint needs --alerts FILE: how a resumed run knows what it emitted")
     log = None if stdin or args.source else Path(args.log)
@@ -190,7 +200,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if args.params
         else None
     )
-    diagnose = None if args.no_asgnet else _log_anomaly_if_served(triton, model, load)
+    steps = open_step_model(triton, load=load) if args.steps else None
+    no_asgnet = args.no_asgnet or args.steps
+    diagnose = None if no_asgnet else _log_anomaly_if_served(triton, model, load)
     resume = (
         Checkpoint.load(args.checkpoint, str(log), log_format.name)
         if args.checkpoint and args.checkpoint.exists()
@@ -218,7 +230,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
             model.meta.vocabulary.fingerprint,
             diagnose.meta.vocabulary.fingerprint if diagnose else None,
             diagnose.asgnet_keys if diagnose else None,
-            model=(DEEPLOG_KEYS.name, model.meta.version),
+            # Sessions judged normal are kept as traffic of the model that judged them.
+            model=(DEEPLOG_STEPS.name, steps.meta.version)
+            if steps
+            else (DEEPLOG_KEYS.name, model.meta.version),
         )
     config = StreamConfig(
         session_idle_s=args.session_idle,
@@ -230,7 +245,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )
     if args.source:
         return _work_on_bus(args, model, outputs, log_format, config, params, diagnose, metrics)
-    engine = StreamEngine(model, outputs, log_format, config, params, diagnose, resume)
+    engine = StreamEngine(model, outputs, log_format, config, params, diagnose, resume, steps)
     source = _source(args, log, resume)
     metrics.watch(engine, source.lag_bytes)
     metrics_port = args.metrics_port and metrics.serve(args.metrics_port, args.metrics_host)

@@ -20,8 +20,14 @@ from export.contract.units import NORMAL
 from export.contract.vocab import FIRST_KEY, UNKNOWN, KeyVocabulary
 from export.deeplog_keys import KeyModelConfig, split_holdout, train_key_model
 from export.deeplog_params import KeySeries, ParamModelConfig, train_param_model
+from export.deeplog_steps import StepModelConfig, train_step_model
 from export.metrics import Scores, classification_scores
-from export.publish import RetrainData, publish_key_model, publish_param_model
+from export.publish import (
+    RetrainData,
+    publish_key_model,
+    publish_param_model,
+    publish_step_model,
+)
 from export.publish_asgnet import publish_asgnet
 
 
@@ -126,6 +132,22 @@ def train_and_publish(
     }
     retrain = RetrainData.from_training(trained_on, held_out, config)
     return publish_key_model(model, config, report.top_g, vocabulary, repository, retrain, training)
+
+
+def train_and_publish_steps(
+    sessions: list[list[int]],
+    vocabulary: KeyVocabulary,
+    repository: Path,
+    config: StepModelConfig,
+    source: str,
+    progress: bool = True,
+) -> int:
+    """Train the stepwise key model on normal sessions and publish it; returns the version."""
+    model, report = train_step_model(sessions, vocabulary.size, config, progress=progress)
+    training = {"source": source, "config": asdict(config), **asdict(report)}
+    return publish_step_model(
+        model, config, report.top_g, vocabulary, repository, sessions, training
+    )
 
 
 def train_and_publish_params(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from export.contract.errors import VersionMismatch
-from export.contract.specs import ASGNET_GNET, ASGNET_SIMILAR, DEEPLOG_KEYS
+from export.contract.specs import ASGNET_GNET, ASGNET_SIMILAR, DEEPLOG_KEYS, DEEPLOG_STEPS
 from export.contract.vocab import KeyVocabulary
 from export.contract.workflow import Workflow
 
@@ -78,6 +78,32 @@ class KeyModelMeta:
             end_marker=meta["end_marker"],
             vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
             workflow=Workflow.from_json(meta["workflow"]) if "workflow" in meta else None,
+        )
+
+
+@dataclass(frozen=True)
+class StepModelMeta:
+    """What a client needs to talk to one version of deeplog_steps: no window (the state
+    carries the whole prefix), the width of that state instead."""
+
+    version: int
+    top_g: int
+    end_marker: bool
+    state_width: int  # floats of one session's carried state
+    vocabulary: KeyVocabulary
+
+    @classmethod
+    def load(cls, repository: Path, version: int) -> StepModelMeta:
+        return cls.from_json(version, read_meta(repository, DEEPLOG_STEPS.name, version))
+
+    @classmethod
+    def from_json(cls, version: int, meta: dict[str, Any]) -> StepModelMeta:
+        return cls(
+            version=version,
+            top_g=meta["top_g"],
+            end_marker=meta["end_marker"],
+            state_width=meta["state_width"],
+            vocabulary=KeyVocabulary.from_json(meta["vocabulary"]),
         )
 
 

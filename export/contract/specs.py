@@ -25,6 +25,31 @@ DEEPLOG_KEYS = ModelSpec(
     parameters={"intra_op_thread_count": "1"},
 )
 
+# The key model stepped once per key (export/deeplog_steps.py): each row a stretch of one
+# session, read from the LSTM state the client carries; no window, the whole prefix counts.
+DEEPLOG_STEPS = ModelSpec(
+    name="deeplog_steps",
+    inputs=(
+        # The key before the stretch (START for a session's first), then its keys, padded.
+        TensorSpec("KEYS", "int64", (-1,), dynamic_names=("columns",)),
+        # How many of the row's columns are real (at least 2: one key before, one to check).
+        TensorSpec("LENGTHS", "int64", (1,)),
+        # The LSTM state the first column is read in: zeros at a session's start, else what
+        # the answer to the session's last stretch gave back.
+        TensorSpec("STATE", "float32", (-1,), dynamic_names=("state",)),
+    ),
+    outputs=(
+        # Per checked key (columns 1 ..), as deeplog_keys answers for one.
+        TensorSpec("RANK", "int64", (-1,), dynamic_names=("positions",)),
+        TensorSpec("TOP_KEYS", "int64", (-1, -1), dynamic_names=("positions", "top_g")),
+        TensorSpec("TOP_PROBS", "float32", (-1, -1), dynamic_names=("positions", "top_g")),
+        # The state the row's last real key is to be read in: the session's next stretch.
+        TensorSpec("STATE_OUT", "float32", (-1,), dynamic_names=("state",)),
+    ),
+    fixed_axes=("state",),
+    parameters={"intra_op_thread_count": "1"},
+)
+
 DEEPLOG_PARAMS = ModelSpec(
     name="deeplog_params",
     inputs=(
@@ -233,6 +258,7 @@ LOG_ANOMALY = ModelSpec(
 
 ALL_SPECS = (
     DEEPLOG_KEYS,
+    DEEPLOG_STEPS,
     DEEPLOG_PARAMS,
     DEEPLOG_PARAMS_TORCHSCRIPT,
     ASGNET_VNET,
