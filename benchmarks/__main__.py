@@ -87,10 +87,13 @@ def cmd_parsers(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
     from benchmarks.evaluations.hdfs import VARIANTS, evaluate_hdfs, write_report
+    from export.deeplog_keys import KeyModelConfig
 
     results = {}
     for label, variant in VARIANTS.items():
-        config = replace(variant, epochs=args.epochs, end_marker=not args.no_end_marker)
+        config = variant
+        if isinstance(variant, KeyModelConfig):
+            config = replace(variant, epochs=args.epochs, end_marker=not args.no_end_marker)
         print(f"== {label}", flush=True)
         results[label] = (config, evaluate_hdfs(args.repository, config, args.data))
     write_report(results, args.report, "make eval-hdfs")
@@ -220,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("evaluate-hdfs", help="DeepLog on ../shared/data/hdfs through Triton")
     ev.add_argument("--repository", type=Path, default=Path("build/hdfs_eval/model_repository"))
     ev.add_argument("--data", type=Path, default=None, help="folder holding hdfs/ (../shared/data)")
-    ev.add_argument("--epochs", type=int, default=30)
-    ev.add_argument("--no-end-marker", action="store_true", help="train without the END key")
+    ev.add_argument("--epochs", type=int, default=30, help="of the windowed variants")
+    ev.add_argument(
+        "--no-end-marker", action="store_true", help="train the windowed variants without END"
+    )
     ev.add_argument("--report", type=Path, default=Path("reports/hdfs_deeplog.md"))
 
     evf = commands.add_parser(

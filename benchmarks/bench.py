@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import end_to_end, parser_report, parsers, perf_analyzer, report, side_by_side
+from benchmarks import (
+    end_to_end,
+    key_models,
+    parser_report,
+    parsers,
+    perf_analyzer,
+    report,
+    side_by_side,
+)
 from benchmarks.requests import Workload, all_windows, every_workload, open_clients
 from benchmarks.served_models import bench_models, generated_log, place_models
 from client.triton_client import TritonClient
@@ -74,6 +82,11 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
                 keys,
             ),
             end_to_end.run("generated HDFS log", generated, keys),
+            *(
+                [end_to_end.run("generated HDFS log", generated, keys, steps=clients.steps)]
+                if clients.steps
+                else []
+            ),
             end_to_end.run("generated HDFS log", generated, keys, params=clients.params),
             end_to_end.run("generated HDFS log", generated, keys, diagnose=clients.diagnose),
         ]
@@ -94,9 +107,25 @@ def run_bench(config: BenchConfig, out: Path = REPORTS) -> Path:
             out / "side_by_side.png",
         )
         sections.append(_ways_section(ways))
+
+        # 4. both key models, keys checked per second
+        if clients.steps is not None:
+            with TritonClient(server.grpc_url, shared_memory=True) as local:
+                rates = key_models.compare(
+                    keys, clients.steps, local, models.repository, clients.sessions, rng
+                )
+            report.write_csv(out / "key_models.csv", rates)
+            report.plot_bars(
+                [f"({r.way}) {r.how}" for r in rates],
+                [r.keys_per_s for r in rates],
+                "keys/s",
+                "both key models, the same sessions",
+                out / "key_models.png",
+            )
+            sections.append(_key_models_section(rates))
         triton.close()
 
-    # 4. parsers (no server needed)
+    # 5. parsers (no server needed)
     parsed = parsers.compare(DEFAULT_DATA / "loghub")
     report.write_csv(out / "parsers.csv", parsed)
     sections.append(parser_report.section(parsed))
@@ -201,4 +230,27 @@ def _ways_section(ways: list[side_by_side.WayResult]) -> str:
             f"{w.windows_per_s / triton:.2f} | {w.same_verdicts:.2%} |"
         )
     lines.append("\n![windows per second](side_by_side.png)")
+    return "\n".join(lines)
+
+
+def _key_models_section(rates: list[key_models.KeyRate]) -> str:
+    lines = [
+        "## Both key models: keys checked per second\n",
+        "The same sessions (the generated log's), each key and each session's end one check. "
+        "The windowed model (deeplog_keys, the paper's) reads the h=10 keys before every key; "
+        "the stepwise one (deeplog_steps) reads each key once, its LSTM state carried. "
+        "Agreement: sessions judged as the same model judges them in process.\n",
+        "| way | model | keys | seconds | keys/s | same verdicts |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rates:
+        lines.append(
+            f"| ({r.way}) {r.how} | {r.model} | {r.keys:,} | {r.seconds:.2f} | "
+            f"{r.keys_per_s:,.0f} | {r.same_verdicts:.2%} |"
+        )
+    lines.append("")
+    for name, (measured, goal) in key_models.goals(rates).items():
+        verdict = "met" if measured >= goal else "not met"
+        lines.append(f"- {name}: {measured:.2f}x (goal {goal:g}x: {verdict})")
+    lines.append("\n![keys per second](key_models.png)")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from client.detection import KeyModel
 from client.log_anomaly import LogAnomalyModel
 from client.param_detection import ParamModel
 from client.pipeline import detect_stream
+from client.step_detection import StepModel
 
 BLOCK = re.compile(rb"blk_(-?)(\d+)")
 
@@ -46,9 +47,18 @@ def run(
     model: KeyModel,
     params: ParamModel | None = None,
     diagnose: LogAnomalyModel | None = None,
+    steps: StepModel | None = None,
 ) -> EndToEnd:
-    path = "log_anomaly (DeepLog + ASGNet per session)" if diagnose else "deeplog_keys streaming"
+    path = (
+        "log_anomaly (DeepLog + ASGNet per session)"
+        if diagnose
+        else "deeplog_steps streaming (state carried)"
+        if steps
+        else "deeplog_keys streaming"
+    )
     if params is not None:
         path += " + parameter values"
-    summary = detect_stream(lines, model, lambda alert: None, params=params, diagnose=diagnose)
+    summary = detect_stream(
+        lines, model, lambda alert: None, params=params, diagnose=diagnose, steps=steps
+    )
     return EndToEnd(data, path, len(lines), summary.sessions, summary.seconds, summary.stages)

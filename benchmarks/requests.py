@@ -20,6 +20,7 @@ from client.log_anomaly import LogAnomalyModel, open_log_anomaly
 from client.ops.training import session_keys
 from client.param_detection import ParamDetector, ParamModel, open_param_model
 from client.parsing import LogParser
+from client.step_detection import StepModel, open_step_model
 from client.triton_client import TritonClient
 from export.contract.metas import KeyModelMeta, ParamModelMeta
 from export.contract.specs import (
@@ -32,6 +33,7 @@ from export.contract.specs import (
     DEEPLOG_KEYS,
     DEEPLOG_PARAMS,
     DEEPLOG_PARAMS_TORCHSCRIPT,
+    DEEPLOG_STEPS,
     LOG_ANOMALY,
 )
 from export.contract.windows import session_windows
@@ -75,6 +77,7 @@ class ServedClients:
     params: ParamModel
     diagnose: LogAnomalyModel
     sessions: list[list[int]]
+    steps: StepModel | None = None  # where the repository has deeplog_steps
 
 
 def open_clients(triton: TritonClient, repository: Path, lines: Sequence[bytes]) -> ServedClients:
@@ -84,7 +87,8 @@ def open_clients(triton: TritonClient, repository: Path, lines: Sequence[bytes])
     diagnose = open_log_anomaly(triton, keys)
     triton.load_model(ASGNET.name)
     sessions = list(session_keys(lines, keys.meta.vocabulary).values())
-    return ServedClients(keys, params, diagnose, sessions)
+    steps = open_step_model(triton) if (repository / DEEPLOG_STEPS.name).is_dir() else None
+    return ServedClients(keys, params, diagnose, sessions, steps)
 
 
 def every_workload(

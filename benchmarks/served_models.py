@@ -16,7 +16,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from client.ops.demo import DemoConfig, train_demo_models
+from client.ops.training import session_keys, train_and_publish_steps
 from client.ops.workload import WorkloadConfig, generate_workload
+from export.contract.metas import KeyModelMeta
 from export.contract.specs import (
     ASGNET_GNET,
     ASGNET_SNET,
@@ -24,13 +26,16 @@ from export.contract.specs import (
     DEEPLOG_KEYS,
     DEEPLOG_PARAMS,
     DEEPLOG_PARAMS_TORCHSCRIPT,
+    DEEPLOG_STEPS,
 )
+from export.deeplog_steps import StepModelConfig
 from export.repository import write_config
 
 BENCH_DIR = Path("build/bench")
 # The models with a GPU build (the tokenizer is Python code and stays on the CPU).
 GPU_MODELS = (
     DEEPLOG_KEYS,
+    DEEPLOG_STEPS,
     DEEPLOG_PARAMS,
     DEEPLOG_PARAMS_TORCHSCRIPT,
     ASGNET_SNET,
@@ -47,7 +52,8 @@ class BenchModels:
 
 
 def bench_models(workdir: Path = BENCH_DIR, retrain: bool = False) -> BenchModels:
-    """The demo's models in ``workdir/model_repository``, trained if missing (about a minute)."""
+    """The demo's models in ``workdir/model_repository``, trained if missing (about a minute),
+    and the stepwise key model on the demo's training log with its defaults."""
     repository = workdir / "model_repository"
     marker = workdir / "models.json"
     config = replace(DemoConfig(), repository=repository, workdir=workdir / "demo")
@@ -64,7 +70,26 @@ def bench_models(workdir: Path = BENCH_DIR, retrain: bool = False) -> BenchModel
                 }
             )
         )
+    trained = json.loads(marker.read_text())
+    if DEEPLOG_STEPS.name not in trained:
+        trained[DEEPLOG_STEPS.name] = train_bench_steps(config, trained[DEEPLOG_KEYS.name])
+        marker.write_text(json.dumps(trained))
     return BenchModels(repository, workdir)
+
+
+def train_bench_steps(config: DemoConfig, key_version: int) -> int:
+    """The stepwise key model on the demo's training log, over the key model's vocabulary
+    (the two must name the same keys); returns its version."""
+    vocabulary = KeyModelMeta.load(config.repository, key_version).vocabulary
+    lines = generate_workload(WorkloadConfig(config.train_blocks, 0.0, config.seed)).lines
+    sessions = list(session_keys(lines, vocabulary).values())
+    return train_and_publish_steps(
+        sessions,
+        vocabulary,
+        config.repository,
+        StepModelConfig(seed=config.seed),
+        source=f"demo workload seed {config.seed}",
+    )
 
 
 def generated_log(blocks: int, seed: int) -> list[bytes]:

@@ -83,12 +83,19 @@ class KeyModel:
         if windows.ndim != 2 or windows.shape[1] != self.meta.window:
             raise ValueError(f"windows must be [n, {self.meta.window}], got {windows.shape}")
         next_keys = next_keys.astype(np.int64)
+        g = self.meta.top_g
+
+        def output_bytes(rows: int) -> dict[str, int]:
+            return {"RANK": rows * 8, "TOP_KEYS": rows * g * 8, "TOP_PROBS": rows * g * 4}
+
         results = self.triton.infer_parts(
             DEEPLOG_KEYS.name,
             {"WINDOWS": windows.astype(np.int64), "NEXT_KEY": next_keys[:, None]},
             DEEPLOG_KEYS.output_names,
             self.meta.version if self.pinned else None,
             self.max_batch,
+            # Shared memory needs the answer's size: known where the version (its g) is.
+            output_bytes if self.triton.shared is not None and self.pinned else None,
         )
         parts = []
         for i, result in zip(range(0, len(windows), self.max_batch), results, strict=True):

@@ -11,7 +11,7 @@ a state means something only to the weights that wrote it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,8 +61,23 @@ class StepModel:
             "LENGTHS": lengths.astype(np.int64).reshape(-1, 1),
             "STATE": state.astype(np.float32, copy=False),
         }
+        positions, g, width = keys.shape[1] - 1, self.meta.top_g, self.meta.state_width
+
+        def output_bytes(rows: int) -> dict[str, int]:
+            return {
+                "RANK": rows * positions * 8,
+                "TOP_KEYS": rows * positions * g * 8,
+                "TOP_PROBS": rows * positions * g * 4,
+                "STATE_OUT": rows * width * 4,
+            }
+
         parts = self.triton.infer_parts(
-            DEEPLOG_STEPS.name, inputs, outputs, self.meta.version, min(rows, 8192)
+            DEEPLOG_STEPS.name,
+            inputs,
+            outputs,
+            self.meta.version,
+            min(rows, 8192),
+            output_bytes if self.triton.shared is not None else None,
         )
         out = {n: np.concatenate([p.outputs[n] for p in parts]) for n in outputs}
         rank = out["RANK"]
@@ -71,25 +86,47 @@ class StepModel:
         return StepScores(rank, out["TOP_KEYS"], out["TOP_PROBS"], anomalous, out["STATE_OUT"])
 
     def sessions_anomalous(self, sessions: Sequence[Sequence[int]]) -> np.ndarray:
-        """Verdict per complete key session (True = abnormal): each one stretch from the zero
-        state, sessions of like length in one request (little padding)."""
-        verdicts = np.zeros(len(sessions), dtype=bool)
-        order = sorted(range(len(sessions)), key=lambda i: len(sessions[i]))
-        start = 0
-        while start < len(order):
-            width = len(sessions[order[start]]) + 2
-            stop = start + 1
-            # Take sessions while the request (rows x its longest) stays within budget.
-            while stop < len(order) and (stop - start + 1) * (
-                len(sessions[order[stop]]) + 2
-            ) <= max(REQUEST_KEYS, width):
-                stop += 1
-            rows = [sessions[i] for i in order[start:stop]]
-            keys, lengths = closed_stretches(rows, self.meta.end_marker)
-            scores = self.score(keys, lengths, self.zero_state(len(rows)))
-            verdicts[order[start:stop]] = scores.anomalous.any(axis=1)
-            start = stop
-        return verdicts
+        """Verdict per complete key session (True = abnormal)."""
+        return self.worst_ranks(sessions) >= self.meta.top_g
+
+    def worst_ranks(self, sessions: Sequence[Sequence[int]]) -> np.ndarray:
+        """Per complete key session, the highest rank any of its keys (or its end) got, an
+        unknown key counting as the vocabulary's size: abnormal at g iff worst >= g."""
+        worst = np.zeros(len(sessions), dtype=np.int64)
+        for chosen, keys, lengths in closed_batches(sessions, self.meta.end_marker):
+            scores = self.score(keys, lengths, self.zero_state(len(chosen)))
+            worst[chosen] = worst_of(scores.rank, keys, lengths, self.meta.vocabulary.size)
+        return worst
+
+
+def closed_batches(
+    sessions: Sequence[Sequence[int]], end_marker: bool = True
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Complete sessions as requests of one stretch each (``closed_stretches``), sessions of
+    like length together (little padding), up to REQUEST_KEYS keys a request: (the sessions'
+    indices, keys, lengths)."""
+    order = sorted(range(len(sessions)), key=lambda i: len(sessions[i]))
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        # Take sessions while the request (rows x its longest, the last) stays within budget.
+        while stop < len(order) and (stop - start + 1) * (len(sessions[order[stop]]) + 2) <= max(
+            REQUEST_KEYS, len(sessions[order[start]]) + 2
+        ):
+            stop += 1
+        chosen = order[start:stop]
+        yield (chosen, *closed_stretches([sessions[i] for i in chosen], end_marker))
+        start = stop
+
+
+def worst_of(
+    rank: np.ndarray, keys: np.ndarray, lengths: np.ndarray, vocab_size: int
+) -> np.ndarray:
+    """Per stretch, its highest rank over its real positions, an unknown key counting as
+    ``vocab_size``."""
+    real = np.arange(rank.shape[1])[None, :] < (lengths[:, None] - 1)
+    ranks = np.where(real & (keys[:, 1:] == UNKNOWN), vocab_size, np.where(real, rank, 0))
+    return ranks.max(axis=1)
 
 
 def closed_stretches(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from client.replicas import Replica, Replicas
+from client.shared_memory import SharedMemory
 from export.contract.errors import VersionMismatch
 from export.contract.specs import MODEL_META
 
@@ -145,8 +147,12 @@ class TritonClient:
         timeout_s: float = 60.0,
         observe: Callable[[str, float], None] | None = None,
         security: ClientSecurity | None = None,
+        shared_memory: bool = False,
     ) -> None:
+        """``shared_memory``: requests that state their outputs' sizes go through system
+        shared memory (``client/shared_memory.py``): only for a server on this host."""
         self.url = url
+        self.shared = SharedMemory() if shared_memory else None
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
         self.observe = observe
@@ -293,29 +299,43 @@ class TritonClient:
         inputs: Mapping[str, np.ndarray],
         outputs: Sequence[str],
         version: int | None = None,
+        output_bytes: Mapping[str, int] | None = None,
     ) -> InferResult:
-        """One request; ``version`` pins it, so the answer comes from that version or not at all."""
-        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        """One request; ``version`` pins it, so the answer comes from that version or not at all.
+        ``output_bytes`` (each output's size in bytes): with ``shared_memory``, the tensors
+        go through shared memory instead of the gRPC messages."""
+        shared = self.shared if output_bytes is not None else None
         started = time.perf_counter()
-        tensors = _tensors(inputs)
-        result = self._call(
-            f"infer {model}",
-            lambda c: c.infer(
-                model,
-                tensors,
-                model_version="" if version is None else str(version),
-                outputs=requested,
-                client_timeout=self.timeout_s,
-            ),
-            model=model,
-        )
+        with shared.lock if shared is not None else nullcontext():
+            if shared is not None:
+                tensors, requested = shared.request(inputs, output_bytes or {})
+            else:
+                tensors = _tensors(inputs)
+                requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+
+            def send(client: Any) -> Any:
+                if shared is not None:
+                    shared.register(client)
+                return client.infer(
+                    model,
+                    tensors,
+                    model_version="" if version is None else str(version),
+                    outputs=requested,
+                    client_timeout=self.timeout_s,
+                )
+
+            result = self._call(f"infer {model}", send, model=model)
+            arrays = (
+                shared.read(result, outputs)
+                if shared is not None
+                else {n: result.as_numpy(n) for n in outputs}
+            )
         self._answered.add(model)
         if self.observe is not None:
             self.observe(model, time.perf_counter() - started)
         answered = result.get_response().model_version
         if version is not None and answered != str(version):
             raise VersionMismatch(f"asked {model} v{version}, answered by v{answered}")
-        arrays = {n: result.as_numpy(n) for n in outputs}
         _refuse_unjudged(model, arrays)
         return InferResult(arrays, answered)
 
@@ -348,19 +368,20 @@ class TritonClient:
         outputs: Sequence[str],
         version: int | None,
         max_batch: int,
+        output_bytes: Callable[[int], Mapping[str, int]] | None = None,
     ) -> list[InferResult]:
         """Rows of ``inputs`` in requests of up to ``max_batch`` rows each, in row order;
-        ``version`` pins them all, None lets each go to the newest ready version."""
-        rows = len(next(iter(inputs.values())))
-        return [
-            self.infer(
-                model,
-                {name: np.ascontiguousarray(a[i : i + max_batch]) for name, a in inputs.items()},
-                outputs,
-                version=version,
-            )
-            for i in range(0, rows, max_batch)
-        ]
+        ``version`` pins them all, None lets each go to the newest ready version.
+        ``output_bytes(rows)``: the outputs' sizes for a request of that many rows (see
+        ``infer``)."""
+        total = len(next(iter(inputs.values())))
+        parts = []
+        for i in range(0, total, max_batch):
+            part = {name: np.ascontiguousarray(a[i : i + max_batch]) for name, a in inputs.items()}
+            rows = len(next(iter(part.values())))
+            sizes = output_bytes(rows) if output_bytes is not None else None
+            parts.append(self.infer(model, part, outputs, version, sizes))
+        return parts
 
     def infer_in_batches(
         self,
@@ -403,6 +424,8 @@ class TritonClient:
         return chosen
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
         self.replicas.close()
 
     def __enter__(self) -> TritonClient:

@@ -74,9 +74,7 @@ class StepLSTM(nn.Module):
             state = keys.new_zeros((batch, 2 * self.layers * self.hidden), dtype=torch.float32)
         h0, c0 = state.reshape(batch, 2, self.layers, self.hidden).permute(1, 2, 0, 3)
         x = self.embed(keys)
-        if steps is None or torch.compiler.is_exporting():
-            # Exported, the graph's LSTM nodes take the row lengths as their sequence_lens
-            # (wire_sequence_lengths), which is what the packed path below computes.
+        if steps is None:
             out, (hn, cn) = self.lstm(x, (h0.contiguous(), c0.contiguous()))
         else:
             packed = nn.utils.rnn.pack_padded_sequence(
@@ -105,6 +103,10 @@ class StepModelServing(nn.Module):
         super().__init__()
         self.model = model
         self.top_g = top_g
+        # While exported the LSTM runs every row to the end: the graph's LSTM nodes get the
+        # rows' lengths afterwards (wire_sequence_lengths), which is what the packed path
+        # computes eagerly (a packed sequence's lengths are data the exporter cannot follow).
+        self.exporting = False
 
     def forward(
         self, keys: torch.Tensor, lengths: torch.Tensor, state: torch.Tensor
@@ -114,7 +116,7 @@ class StepModelServing(nn.Module):
         lengths = lengths[:, 0]
         bad = (lengths < 2) | (lengths > columns)
         steps = torch.minimum(lengths.clamp(min=2), columns) - 1
-        logits, state_out = self.model(keys[:, :-1], state, steps)
+        logits, state_out = self.model(keys[:, :-1], state, None if self.exporting else steps)
         actual = logits.gather(2, keys[:, 1:, None])
         rank = (logits > actual).sum(dim=2)
         top = torch.topk(torch.softmax(logits, dim=2), self.top_g, dim=2)

@@ -61,10 +61,30 @@ def export_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path)
             external_data=False,
         )
     onnx.checker.check_model(str(path))
-    names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = [o.name for o in graph.output]
     if names != spec.output_names:
         raise ParityError(f"exported outputs {names} differ from the spec's {spec.output_names}")
+    _check_dynamic_inputs(graph, spec)
     return path
+
+
+def _check_dynamic_inputs(graph: onnx.GraphProto, spec: ModelSpec) -> None:
+    """Every variable axis of the spec's inputs is variable in the graph. When torch.export
+    cannot keep an axis dynamic, the exporter falls back to a capture that silently fixes it
+    at the example's size, and the server would refuse every other size."""
+    found = {i.name: i.type.tensor_type.shape.dim for i in graph.input}
+    for tensor in spec.inputs:
+        axes = [axis for axis, _ in fixed_dims(tensor)]
+        if spec.max_batch_size > 0:
+            axes.insert(0, 0)
+        for axis in axes:
+            dim = found[tensor.name][axis]
+            if not dim.dim_param:
+                raise ParityError(
+                    f"{spec.name}: the exporter fixed axis {axis} of {tensor.name} at "
+                    f"{dim.dim_value}; the model must keep it variable"
+                )
 
 
 def check_parity(

@@ -182,8 +182,9 @@ def publish_step_model(
     parity against PyTorch on stretches of ``sessions``, write the version; returns it."""
     rng = np.random.default_rng(config.seed)
     probe = step_probe(sessions, config.state_width(), rng)
+    stepping = StepModelServing(model, top_g)
     serving = InputGuard(
-        StepModelServing(model, top_g),
+        stepping,
         DEEPLOG_STEPS,
         # Lengths above the row's width are the serving module's to refuse.
         {"KEYS": (0, vocabulary.size), "LENGTHS": (2, 2**31)},
@@ -193,8 +194,13 @@ def publish_step_model(
     def fill(folder: Path, version: int) -> dict[str, Any]:
         path = folder / DEEPLOG_STEPS.default_model_filename
         example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
-        export_onnx(serving, example, path)
+        stepping.exporting = True
+        try:
+            export_onnx(serving, example, path)
+        finally:
+            stepping.exporting = False
         wire_sequence_lengths(str(path))
+        # Against the eager model with its lengths (packed): what the wired graph must compute.
         parity = check_parity(serving, DEEPLOG_STEPS, probe, path)
         torch.save(model.state_dict(), folder / WEIGHTS_FILE)
         return {

@@ -69,6 +69,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "DeepLog only, no ASGNet diagnosis",
     )
     detect.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="send the key models' tensors through system shared memory (the server must run "
+        "on this host); default: inside the gRPC messages",
+    )
+    detect.add_argument(
         "--version",
         type=int,
         default=None,
@@ -189,6 +195,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         RetryPolicy(args.retry_for),
         observe=metrics.observe,
         security=client_security(args),
+        shared_memory=args.shared_memory,
     )
     load = not args.no_load
     model = open_key_model(triton, args.version, load=load)

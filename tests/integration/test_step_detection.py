@@ -2,13 +2,18 @@
 by the client from stretch to stretch, is judged exactly as its closed sessions are in one
 pass, and both as the trained model judges them in process."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from numpy.random import default_rng as rng
 
+from benchmarks import key_models
 from client.ops.training import session_keys, train_and_publish_steps
 from client.ops.workload import WorkloadConfig, generate_workload
-from client.step_detection import StepStreamingDetector, open_step_model
+from client.step_detection import StepModel, StepStreamingDetector, open_step_model
+from client.triton_client import TritonClient
 from export.contract.specs import DEEPLOG_STEPS
 from export.contract.vocab import END
 from export.deeplog_steps import StepLSTM, StepModelConfig, position_ranks
@@ -119,3 +124,28 @@ def test_a_session_resumed_from_a_checkpoint_goes_on_from_its_carried_state(step
         found += second.push(session, key)
     found += second.close(session) + second.flush()
     assert alerts_of(found) == expected
+
+
+def test_through_shared_memory_the_answers_are_the_same(server, step_model, sessions):
+    served, _ = step_model
+    keyed = list(sessions.values())
+    with TritonClient(server.grpc_url, shared_memory=True) as local:
+        beside = StepModel(local, served.meta)
+        assert np.array_equal(beside.worst_ranks(keyed), served.worst_ranks(keyed))
+        found = stream(StepStreamingDetector(beside, batch_keys=37), sessions)
+        assert alerts_of(found) == alerts_of(stream(StepStreamingDetector(served), sessions))
+        regions = [local.shared.inputs.name, local.shared.outputs.name]
+        assert all(Path("/dev/shm", name).exists() for name in regions)
+    assert not any(Path("/dev/shm", name).exists() for name in regions)  # freed on close
+
+
+def test_every_way_the_benchmark_measures_judges_as_in_process(
+    server, repository, workload_model, step_model, sessions
+):
+    served, _ = step_model
+    with TritonClient(server.grpc_url, shared_memory=True) as local:
+        rates = key_models.compare(
+            workload_model, served, local, repository, list(sessions.values()), rng(0)
+        )
+    assert [r.way for r in rates] == list("abcdefgh")
+    assert all(r.same_verdicts == 1.0 and r.keys_per_s > 0 for r in rates)
