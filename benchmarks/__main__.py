@@ -90,7 +90,10 @@ def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
     from export.deeplog_keys import KeyModelConfig
 
     results = {}
-    for label, variant in VARIANTS.items():
+    chosen = list(VARIANTS.items())
+    if args.variants:
+        chosen = [chosen[i - 1] for i in args.variants]
+    for label, variant in chosen:
         config = variant
         if isinstance(variant, KeyModelConfig):
             config = replace(variant, epochs=args.epochs, end_marker=not args.no_end_marker)
@@ -226,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--epochs", type=int, default=30, help="of the windowed variants")
     ev.add_argument(
         "--no-end-marker", action="store_true", help="train the windowed variants without END"
+    )
+    ev.add_argument(
+        "--variants",
+        type=int,
+        nargs="+",
+        help="run only these variants (1-based, in the order of VARIANTS); default all",
     )
     ev.add_argument("--report", type=Path, default=Path("reports/hdfs_deeplog.md"))
 

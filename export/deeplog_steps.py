@@ -105,7 +105,7 @@ class StepModelServing(nn.Module):
         self.top_g = top_g
         # While exported the LSTM runs every row to the end: the graph's LSTM nodes get the
         # rows' lengths afterwards (wire_sequence_lengths), which is what the packed path
-        # computes eagerly (a packed sequence's lengths are data the exporter cannot follow).
+        # computes eagerly (a packed sequence's lengths are data the tracer cannot follow).
         self.exporting = False
 
     def forward(
@@ -170,15 +170,6 @@ def wire_sequence_lengths(path: str, keys: str = "KEYS", lengths: str = "LENGTHS
     rest = list(graph.node)
     del graph.node[:]
     graph.node.extend(rest[:first] + nodes + rest[first:])
-    # The exporter annotates the layers after the first with the example's number of
-    # positions; Triton's onnxruntime backend checks the outputs' dims against the config,
-    # so the annotations go (the runtime infers them) and the outputs' position axis is named.
-    del graph.value_info[:]
-    for output in graph.output:
-        dims = output.type.tensor_type.shape.dim
-        if output.name != "STATE_OUT" and len(dims) > 1:
-            dims[1].ClearField("dim_value")
-            dims[1].dim_param = "positions"
     onnx.checker.check_model(model)
     onnx.save(model, path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,67 @@ class OutputParity:
     mismatch_fraction: float  # integer outputs
 
 
-def export_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path) -> Path:
+class Capture(Enum):
+    """How the exporter captures the model's graph."""
+
+    # torch.export (the default exporter): every other model.
+    EXPORT = "torch.export"
+    # The TorchScript tracer: torch.export fixes an LSTM's sequence length at the example's
+    # (its LSTM decomposition guards on it), which a model stepped over any number of keys
+    # cannot have.
+    TRACE = "torchscript trace"
+
+
+def export_onnx(
+    guard: InputGuard,
+    example: dict[str, torch.Tensor],
+    path: Path,
+    capture: Capture = Capture.EXPORT,
+) -> Path:
     """Export a guarded model with its spec's tensor names, batch axis and dynamic axes.
 
     Every variable axis is dynamic in the graph, the version's fixed ones too (the guard fits
     them), so a request of another width is flagged by the graph, not failed by the runtime.
     A fixed axis gets a dimension per input: two inputs of wrong widths need not agree."""
+    if capture is Capture.TRACE:
+        _trace_onnx(guard, example, path)
+    else:
+        _export_onnx(guard, example, path)
+    onnx.checker.check_model(str(path))
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = [o.name for o in graph.output]
+    spec = guard.spec
+    if names != spec.output_names:
+        raise ParityError(f"exported outputs {names} differ from the spec's {spec.output_names}")
+    _check_dynamic_inputs(graph, spec)
+    return path
+
+
+def _trace_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path) -> None:
+    spec = guard.spec
+    axes: dict[str, dict[int, str]] = {}
+    for tensor in (*spec.inputs, *spec.outputs):
+        named = {0: "batch"} if spec.max_batch_size > 0 else {}
+        for axis, axis_name in fixed_dims(tensor):
+            fixed = axis_name in spec.fixed_axes and tensor in spec.inputs
+            named[axis] = f"{tensor.name.lower()}_{axis_name}" if fixed else axis_name
+        axes[tensor.name] = named
+    guard.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            guard,
+            tuple(example[name] for name in spec.input_names),
+            str(path),
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=axes,
+            opset_version=spec.opset,
+            dynamo=False,
+        )
+
+
+def _export_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path) -> None:
     module, spec = guard, guard.spec
     batch = torch.export.Dim("batch", min=1, max=max(spec.max_batch_size, 2))
     named: dict[str, torch.export.Dim] = {}
@@ -60,13 +116,6 @@ def export_onnx(guard: InputGuard, example: dict[str, torch.Tensor], path: Path)
             verbose=False,
             external_data=False,
         )
-    onnx.checker.check_model(str(path))
-    graph = onnx.load(str(path), load_external_data=False).graph
-    names = [o.name for o in graph.output]
-    if names != spec.output_names:
-        raise ParityError(f"exported outputs {names} differ from the spec's {spec.output_names}")
-    _check_dynamic_inputs(graph, spec)
-    return path
 
 
 def _check_dynamic_inputs(graph: onnx.GraphProto, spec: ModelSpec) -> None:

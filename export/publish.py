@@ -33,6 +33,7 @@ from export.deeplog_steps import (
 from export.input_guard import InputGuard, widths_of
 from export.log_tokenizer import save_tokenizer
 from export.onnx_export import (
+    Capture,
     check_parity,
     check_torchscript_parity,
     export_onnx,
@@ -196,7 +197,7 @@ def publish_step_model(
         example = {name: torch.from_numpy(array[:2]) for name, array in probe.items()}
         stepping.exporting = True
         try:
-            export_onnx(serving, example, path)
+            export_onnx(serving, example, path, Capture.TRACE)
         finally:
             stepping.exporting = False
         wire_sequence_lengths(str(path))
