@@ -86,19 +86,22 @@ def cmd_parsers(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_hdfs(args: argparse.Namespace) -> int:
-    from benchmarks.evaluations.hdfs import VARIANTS, evaluate_hdfs, write_report
+    from benchmarks.evaluations.hdfs import VARIANTS, earlier_results, evaluate_hdfs, write_report
     from export.deeplog_keys import KeyModelConfig
 
-    results = {}
     chosen = list(VARIANTS.items())
-    if args.variants:
+    results = {}
+    if args.variants:  # the others' rows stay as an earlier run measured them
         chosen = [chosen[i - 1] for i in args.variants]
+        results = earlier_results(args.report)
     for label, variant in chosen:
         config = variant
         if isinstance(variant, KeyModelConfig):
             config = replace(variant, epochs=args.epochs, end_marker=not args.no_end_marker)
         print(f"== {label}", flush=True)
         results[label] = (config, evaluate_hdfs(args.repository, config, args.data))
+    order = list(VARIANTS)
+    results = dict(sorted(results.items(), key=lambda item: order.index(item[0])))
     write_report(results, args.report, "make eval-hdfs")
     print(args.report.read_text())
     return 0

@@ -156,6 +156,7 @@ class _StepPart:
     start_state: np.ndarray | None = None
     start_last: int = START
     keys: list[int] = field(default_factory=list)
+    last_line: int | None = None  # of the part's last key: where its END alert points
     waiting: list[int] = field(default_factory=list)  # keys not yet sent
     lines: list[int | None] = field(default_factory=list)  # of the keys waiting
     alerts: list[AnyAlert] = field(default_factory=list)
@@ -201,6 +202,7 @@ class StepStreamingDetector:
             part = self.open[session] = _StepPart.starting(session, 0, zero, START, 0)
         part.waiting.append(key)
         part.lines.append(line)
+        part.last_line = line
         self._wait(part)
         return self.flush() if self._waiting >= self.batch_keys else []
 
@@ -209,7 +211,7 @@ class StepStreamingDetector:
         part.closing, part.final = True, final
         if final and self.model.meta.end_marker:
             part.waiting.append(END)
-            part.lines.append(part.lines[-1] if part.lines else None)
+            part.lines.append(part.last_line)
         self._wait(part)
         # The next part starts from the state this one ends in: it is needed now.
         return self.flush() if self._waiting >= self.batch_keys or not final else []
@@ -269,7 +271,8 @@ class StepStreamingDetector:
                 sending[row].alerts.append(alert)
                 found.append(alert)
             for i, p in enumerate(sending):
-                p.state, p.last = scores.state[i], int(keys[i, lengths[i] - 1])
+                # A copy: a view would keep the whole answer alive while the session is open.
+                p.state, p.last = scores.state[i].copy(), int(keys[i, lengths[i] - 1])
                 ended = p.final and self.model.meta.end_marker
                 real = p.waiting[:-1] if ended else p.waiting
                 p.keys += real

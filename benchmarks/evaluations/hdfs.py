@@ -55,6 +55,10 @@ VARIANTS: dict[str, Variant] = {
     "windowed, paper defaults (g=9)": KeyModelConfig(),
     "windowed, g calibrated (held out, 0.5% target)": KeyModelConfig(top_g=None),
     "stepwise 2x64, 20 epochs, g calibrated (out of fold, 0.15% target)": StepModelConfig(),
+    # The windowed model's calibration target: the two models compared at the same target.
+    "stepwise 2x64, 20 epochs, g calibrated (out of fold, 0.5% target)": StepModelConfig(
+        false_alarm_target=0.005
+    ),
 }
 
 
@@ -78,6 +82,27 @@ class EvalResult:
     # g -> (FPR, recall) of the served model at that g on the test sets: how far the
     # calibrated g is from the best one could choose knowing the test labels (nothing uses it).
     by_g: dict[int, tuple[float, float]] = field(default_factory=dict)
+    measured: str = ""  # when (UTC)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> EvalResult:
+        fields = {k: v for k, v in raw.items() if k != "config"}
+        fields["by_g"] = {int(g): tuple(rates) for g, rates in raw["by_g"].items()}
+        return cls(**fields)
+
+
+def earlier_results(path: Path) -> dict[str, tuple[Variant, EvalResult]]:
+    """The variants an earlier run wrote into ``path``'s JSON (nothing if none), so a run of
+    some variants (``--variants``) keeps the others' rows, each with when it was measured."""
+    if not path.with_suffix(".json").is_file():
+        return {}
+    found = {}
+    for label, raw in json.loads(path.with_suffix(".json").read_text())["variants"].items():
+        if "measured" not in raw or label not in VARIANTS:
+            continue  # written before this layout, or a variant no longer measured
+        kind = StepModelConfig if raw["model"] == DEEPLOG_STEPS.name else KeyModelConfig
+        found[label] = (kind(**raw["config"]), EvalResult.from_json(raw))
+    return found
 
 
 def precision_at_share(fpr: float, recall: float, share: float = ANOMALY_SHARE) -> float:
@@ -175,6 +200,7 @@ def evaluate_hdfs(repository: Path, config: Variant, data_root: Path | None = No
         keys / detect_seconds,
         version,
         rates,
+        datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
 
@@ -194,11 +220,12 @@ def windowed_worst_ranks(model: KeyModel, sessions: list[list[int]]) -> np.ndarr
 def write_report(results: dict[str, tuple[Variant, EvalResult]], path: Path, command: str) -> None:
     """Markdown report beside a JSON copy of the figures; one row per variant."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = sorted({r.measured for _, r in results.values()})
     machine = machine_description()
     first = next(iter(results.values()))[1]
     variants = "\n".join(
-        f"- **{label}** ({r.model} v{r.version}): g={r.top_g}, trained in {r.train_seconds:.0f} s "
+        f"- **{label}** ({r.model} v{r.version}, measured {r.measured}): g={r.top_g}, "
+        f"trained in {r.train_seconds:.0f} s "
         f"(with calibration, export and parity check); {r.detect_seconds:.1f} s to judge every "
         f"test session through Triton ({r.keys_per_second:,.0f} keys/s)" + _calibration(config)
         for label, (config, r) in results.items()
@@ -211,7 +238,7 @@ def write_report(results: dict[str, tuple[Variant, EvalResult]], path: Path, com
     )
     text = f"""# DeepLog log-key models on HDFS, through Triton
 
-Measured {when} on {machine} with `{command}`.
+Measured {" and ".join(when)} on {machine} with `{command}`.
 
 Training: `hdfs_train` (4,855 normal sessions). Test: {first.abnormal_sessions:,} sessions of
 `hdfs_test_abnormal` and {first.normal_sessions:,} normal sessions of `robust_log_train.csv`;
@@ -253,7 +280,6 @@ least {RECALL_GOAL:.0%}, g chosen without test data. {goal}
     path.with_suffix(".json").write_text(
         json.dumps(
             {
-                "measured": when,
                 "machine": machine,
                 "command": command,
                 "variants": {

@@ -34,21 +34,21 @@ from export.contract.vocab import KeyVocabulary
 from export.contract.windows import session_windows
 from export.deeplog_keys import KeyModelConfig
 from export.publish_asgnet import ASGNET_MODELS
-from export.repository import retired_versions, versions
+from export.repository import retired_versions, versions, write_config, write_meta_model
 from server_config.launcher import TritonServer
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, demo_corpus):
-    """Its own repository and server: retrains here prune versions other tests are bound to."""
-    repository = tmp_path_factory.mktemp("feedback_repository")
-    demo = DemoConfig()
-    config = KeyModelConfig(top_g=demo.top_g, epochs=demo.epochs, seed=demo.seed)
-    train_and_publish(
-        demo_corpus.sessions, demo_corpus.vocabulary, repository, config, "workload", False
-    )
-    with TritonServer(repository) as server:
-        yield repository, server
+def served(tmp_path_factory, repository, workload_model):
+    """Its own repository and server: retrains here prune versions other tests are bound to.
+    It starts from a copy of the session's demo key model (the same training, done once)."""
+    own = tmp_path_factory.mktemp("feedback_repository")
+    version = str(workload_model.meta.version)
+    write_config(own, DEEPLOG_KEYS)
+    write_meta_model(own)
+    shutil.copytree(repository / DEEPLOG_KEYS.name / version, own / DEEPLOG_KEYS.name / version)
+    with TritonServer(own) as server:
+        yield own, server
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from numpy.random import default_rng as rng
 from benchmarks import key_models
 from client.ops.training import session_keys, train_and_publish_steps
 from client.ops.workload import WorkloadConfig, generate_workload
+from client.pipeline import detect_stream
 from client.step_detection import StepModel, StepStreamingDetector, open_step_model
 from client.triton_client import TritonClient
 from export.contract.specs import DEEPLOG_STEPS
@@ -149,3 +150,18 @@ def test_every_way_the_benchmark_measures_judges_as_in_process(
         )
     assert [r.way for r in rates] == list("abcdefgh")
     assert all(r.same_verdicts == 1.0 and r.keys_per_s > 0 for r in rates)
+
+
+def test_a_log_checked_end_to_end_with_steps_gets_the_closed_sessions_verdicts(
+    workload_model, step_model, demo_corpus
+):
+    served, _ = step_model
+    lines = generate_workload(WorkloadConfig(blocks=150, anomaly_rate=0.2, seed=7)).lines
+    verdicts = []
+    summary = detect_stream(
+        lines, workload_model, lambda alert: None, on_verdict=verdicts.append, steps=served
+    )
+    keyed = session_keys(lines, demo_corpus.vocabulary)
+    expected = dict(zip(keyed, served.sessions_anomalous(list(keyed.values())), strict=True))
+    assert {v.session: v.abnormal for v in verdicts} == expected
+    assert summary.windows_checked == sum(len(k) + 1 for k in keyed.values())
