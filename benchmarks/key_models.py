@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from client.detection import KeyModel
+from client.detection import KeyModel, PartResult
 from client.step_detection import (
     StepModel,
     StepStreamingDetector,
@@ -135,7 +135,7 @@ def compare(
         found += detector.flush()
         flags = np.zeros(len(sessions), dtype=bool)
         for result in found:
-            if hasattr(result, "checked") and result.abnormal:
+            if isinstance(result, PartResult) and result.abnormal:
                 flags[int(result.session)] = True
         return flags
 

@@ -20,7 +20,7 @@ from client.triton_client import TritonClient
 from export.contract.metas import KeyModelMeta
 from export.contract.specs import DEEPLOG_KEYS
 from export.contract.vocab import END, START, UNKNOWN
-from export.contract.windows import WindowStream, session_windows
+from export.contract.windows import WindowStream, session_windows, windows_of_sessions
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,18 @@ class KeyModel:
         flags = self.score(windows, keys).anomalous
         owners = np.repeat(np.arange(len(parts)), lengths)
         return np.bincount(owners, weights=flags, minlength=len(parts)) > 0
+
+    def worst_ranks(self, sessions: Sequence[Sequence[int]]) -> np.ndarray:
+        """Per complete key session, the highest rank any of its keys (or its end) got, an
+        unknown key counting as the vocabulary's size: abnormal at g iff worst >= g (as
+        ``StepModel.worst_ranks`` answers for the stepwise model)."""
+        h, end = self.meta.window, self.meta.end_marker
+        windows, keys = windows_of_sessions(sessions, h, end)
+        rank = np.where(keys == UNKNOWN, self.meta.vocabulary.size, self.score(windows, keys).rank)
+        owners = np.repeat(np.arange(len(sessions)), [len(s) + end for s in sessions])
+        worst = np.zeros(len(sessions), dtype=np.int64)
+        np.maximum.at(worst, owners, rank)
+        return worst
 
 
 def takes_keys_of(bound: KeyModelMeta, meta: KeyModelMeta) -> bool:

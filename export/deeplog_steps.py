@@ -28,6 +28,7 @@ from torch import nn
 from export.contract.vocab import END, START, UNKNOWN
 from export.deeplog_keys import calibrated_g
 from export.fitting import fit
+from export.input_guard import poison
 
 
 @dataclass(frozen=True)
@@ -121,15 +122,7 @@ class StepModelServing(nn.Module):
         rank = (logits > actual).sum(dim=2)
         top = torch.topk(torch.softmax(logits, dim=2), self.top_g, dim=2)
         outputs = (rank, top.indices, top.values, state_out)
-        rows = bad.reshape(-1, 1)
-        return tuple(
-            torch.where(
-                rows.reshape(-1, *([1] * (o.dim() - 1))),
-                torch.full_like(o, float("nan") if o.dtype.is_floating_point else -1),
-                o,
-            )
-            for o in outputs
-        )
+        return tuple(poison(o, bad) for o in outputs)
 
 
 def wire_sequence_lengths(path: str, keys: str = "KEYS", lengths: str = "LENGTHS") -> None:
@@ -293,7 +286,6 @@ def position_ranks(
     model: StepLSTM, sessions: list[list[int]], batch: int = 512
 ) -> list[np.ndarray]:
     """Per session, the rank of each of its keys and of its END, from the whole prefix."""
-    ranks: list[np.ndarray] = []
     order = sorted(range(len(sessions)), key=lambda i: len(sessions[i]))
     found: dict[int, np.ndarray] = {}
     with torch.no_grad():
@@ -305,8 +297,7 @@ def position_ranks(
             rank = (logits > logits.gather(2, target[..., None])).sum(dim=2).numpy()
             for j, r in enumerate(rows):
                 found[r] = rank[j, : len(sessions[r]) + 1]
-    ranks = [found[i] for i in range(len(sessions))]
-    return ranks
+    return [found[i] for i in range(len(sessions))]
 
 
 def session_worst_ranks(model: StepLSTM, sessions: list[list[int]]) -> np.ndarray:

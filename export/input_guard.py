@@ -91,7 +91,7 @@ class InputGuard(nn.Module):
                 safe.append(torch.where(finite, value, torch.zeros_like(value)))
         result = self.model(*safe)
         outputs = (result,) if isinstance(result, torch.Tensor) else tuple(result)
-        poisoned = tuple(_poison(output, bad) for output in outputs)
+        poisoned = tuple(poison(output, bad) for output in outputs)
         return poisoned[0] if isinstance(result, torch.Tensor) else poisoned
 
 
@@ -106,7 +106,8 @@ def _fit(value: torch.Tensor, axis: int, size: int) -> tuple[torch.Tensor, torch
     return padded.narrow(axis, 0, size), length != size
 
 
-def _poison(output: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+def poison(output: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """``output`` with the rows flagged in ``bad`` [B] set to NaN (floats) or -1 (ints)."""
     rows = bad.reshape(-1, *([1] * (output.dim() - 1)))
     flag = float("nan") if output.dtype.is_floating_point else -1
     return torch.where(rows, torch.full_like(output, flag), output)

@@ -17,15 +17,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
-from client.detection import KeyModel, open_key_model
+from client.detection import open_key_model
 from client.ops.training import train_and_publish, train_and_publish_steps
 from client.step_detection import open_step_model
 from client.triton_client import TritonClient
 from export.contract.specs import DEEPLOG_KEYS, DEEPLOG_STEPS
-from export.contract.vocab import UNKNOWN, KeyVocabulary
-from export.contract.windows import windows_of_sessions
+from export.contract.vocab import KeyVocabulary
 from export.deeplog_keys import KeyModelConfig
 from export.deeplog_steps import StepModelConfig
 from export.hdfs_data import (
@@ -167,11 +164,7 @@ def evaluate_hdfs(repository: Path, config: Variant, data_root: Path | None = No
         triton = TritonClient(server.grpc_url)
         model = (open_step_model if steps else open_key_model)(triton, version)
         start = time.perf_counter()
-        worst = (
-            model.worst_ranks(keyed)  # type: ignore[union-attr]
-            if steps
-            else windowed_worst_ranks(model, keyed)  # type: ignore[arg-type]
-        )
+        worst = model.worst_ranks(keyed)
         detect_seconds = time.perf_counter() - start
         top_g = model.meta.top_g
         triton.close()
@@ -202,19 +195,6 @@ def evaluate_hdfs(repository: Path, config: Variant, data_root: Path | None = No
         rates,
         datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-
-
-def windowed_worst_ranks(model: KeyModel, sessions: list[list[int]]) -> np.ndarray:
-    """Per session, the highest rank the windowed model gave any of its keys (or its end),
-    an unknown key counting as the vocabulary's size: abnormal at g iff worst >= g."""
-    h, end = model.meta.window, model.meta.end_marker
-    windows, keys = windows_of_sessions(sessions, h, end)
-    rank = model.score(windows, keys).rank
-    rank = np.where(keys == UNKNOWN, model.meta.vocabulary.size, rank)
-    owners = np.repeat(np.arange(len(sessions)), [len(s) + end for s in sessions])
-    worst = np.zeros(len(sessions), dtype=np.int64)
-    np.maximum.at(worst, owners, rank)
-    return worst
 
 
 def write_report(results: dict[str, tuple[Variant, EvalResult]], path: Path, command: str) -> None:
